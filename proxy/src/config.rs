@@ -1,0 +1,87 @@
+//! Settings of the data plane, each with a named default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::target::Target;
+use crate::tls::CertPaths;
+
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// Bytes read from a target per websocket frame sent to the browser.
+pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
+/// Largest frame and largest (fragmented) message accepted from a browser. RFB messages
+/// from a viewer are small; the biggest is a clipboard paste.
+pub const DEFAULT_MAX_FRAME: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
+/// Client connections held at once (each session holds two descriptors).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 9_900;
+/// How long to wait for the browser's close frame after ours.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Everything the gateway needs to run. Build with `GatewayConfig::new` and adjust fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// TLS certificate; `None` serves plain HTTP only.
+    pub tls: Option<CertPaths>,
+    /// Refuse plain connections (websockify's `--ssl-only`).
+    pub ssl_only: bool,
+    /// Directory of static files (noVNC), served under `web_prefix`.
+    pub web_dir: Option<PathBuf>,
+    /// URL path prefix of static files and of health/metrics, e.g. `/darts`; `/` for none.
+    pub web_prefix: String,
+    /// Route every websocket without a token here (websockify's positional target or
+    /// `--unix-target`).
+    pub default_target: Option<Target>,
+    /// Take the token from the `Host` header instead of `?token=` (websockify `--host-token`).
+    pub host_token: bool,
+    /// Origins allowed besides the request's own host (`*` allows any).
+    pub allowed_origins: Vec<String>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Close a session with no traffic either way for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Ping the browser this often; close if it stops answering.
+    pub heartbeat: Option<Duration>,
+    pub grace_period: Duration,
+    pub read_chunk: usize,
+    pub max_frame: u64,
+    pub max_message: u64,
+    pub max_connections: usize,
+    /// Serve `/metrics` and `/healthz`.
+    pub expose_metrics: bool,
+}
+
+impl GatewayConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            tls: None,
+            ssl_only: false,
+            web_dir: None,
+            web_prefix: "/".into(),
+            default_target: None,
+            host_token: false,
+            allowed_origins: Vec::new(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: None,
+            heartbeat: None,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            read_chunk: DEFAULT_READ_CHUNK,
+            max_frame: DEFAULT_MAX_FRAME,
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            expose_metrics: true,
+        }
+    }
+
+    /// The prefix without its trailing slash (`""` for the root).
+    pub(crate) fn prefix(&self) -> &str {
+        self.web_prefix.trim_end_matches('/')
+    }
+}

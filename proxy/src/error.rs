@@ -1,0 +1,109 @@
+//! The proxy crate's errors. Each says which side failed so the caller can pick a log
+//! level and a metric: the client (browser), the upstream target, or our own setup.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Starting the gateway failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    TokenFile(#[from] TokenFileError),
+    #[error("web directory {0} is not a readable directory")]
+    WebDir(PathBuf),
+}
+
+/// Loading a certificate and key failed; the previous ones (if any) stay in use.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, io::Error),
+    #[error("no certificate found in {0}")]
+    NoCertificate(PathBuf),
+    #[error("no private key found in {0}")]
+    NoKey(PathBuf),
+    #[error("private key in {path} not usable: {reason}")]
+    BadKey { path: PathBuf, reason: String },
+    #[error("certificate and private key do not match ({0})")]
+    Mismatch(String),
+    #[error("TLS configuration refused: {0}")]
+    Config(String),
+}
+
+/// A token file or directory could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenFileError {
+    #[error("token source {0}: {1}")]
+    Read(PathBuf, io::Error),
+}
+
+/// Connecting to a target failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[error("connect failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Why a session ended, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// Close handshake completed or both sides reached end of stream.
+    Closed,
+    /// The browser broke the websocket protocol (bad frame, text frame, too big).
+    ClientProtocol,
+    /// Reading from or writing to the browser failed.
+    ClientIo,
+    /// Reading from or writing to the target failed.
+    TargetIo,
+    /// The target could not be reached.
+    TargetConnect,
+    /// No traffic for the idle timeout.
+    IdleTimeout,
+    /// The browser stopped answering heartbeat pings.
+    HeartbeatTimeout,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// Removed by the control plane (token revoked, session stopped).
+    Revoked,
+}
+
+impl SessionEnd {
+    /// Stable label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::ClientProtocol => "client_protocol",
+            Self::ClientIo => "client_io",
+            Self::TargetIo => "target_io",
+            Self::TargetConnect => "target_connect",
+            Self::IdleTimeout => "idle_timeout",
+            Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::Shutdown => "shutdown",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub const ALL: [SessionEnd; 9] = [
+        Self::Closed,
+        Self::ClientProtocol,
+        Self::ClientIo,
+        Self::TargetIo,
+        Self::TargetConnect,
+        Self::IdleTimeout,
+        Self::HeartbeatTimeout,
+        Self::Shutdown,
+        Self::Revoked,
+    ];
+}

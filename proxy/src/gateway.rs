@@ -1,0 +1,312 @@
+//! The listener: accept, detect TLS, serve HTTP with hyper, and hand upgraded
+//! connections to sessions. Also the handle the rest of darts uses to steer it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::client::ClientIo;
+use crate::config::GatewayConfig;
+use crate::error::ProxyError;
+use crate::http_service;
+use crate::metrics::{ErrorKind, Metrics};
+use crate::static_files::StaticFiles;
+use crate::tls::{TlsState, WATCH_INTERVAL};
+use crate::token::TokenMap;
+
+/// First byte of a TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How often expired in-process routes are dropped.
+const PURGE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: GatewayConfig,
+    pub tokens: Arc<TokenMap>,
+    pub tls: Option<TlsState>,
+    pub metrics: Arc<Metrics>,
+    pub web: Option<StaticFiles>,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+    pub next_session: AtomicU64,
+}
+
+/// Counts a client connection from accept until its socket is closed, whether it ends
+/// as HTTP or lives on as a websocket session.
+#[derive(Debug)]
+pub(crate) struct ConnGuard {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+/// A bound gateway, not yet serving.
+#[derive(Debug)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    admission: Arc<Semaphore>,
+}
+
+/// What other parts of darts keep to steer a running gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayHandle {
+    shared: Arc<Shared>,
+}
+
+impl GatewayHandle {
+    pub fn tokens(&self) -> &Arc<TokenMap> {
+        &self.shared.tokens
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Re-reads the TLS certificate now (SIGHUP). A bad one is logged and refused.
+    pub fn reload_tls(&self) {
+        if let Some(tls) = &self.shared.tls {
+            tls.reload_logged(&self.shared.metrics, "reload request");
+        }
+    }
+
+    /// Re-reads token files that changed.
+    pub fn reload_tokens(&self) {
+        self.shared.tokens.refresh_files();
+    }
+}
+
+impl Gateway {
+    /// Loads TLS material and binds the listening socket.
+    pub async fn bind(config: GatewayConfig, tokens: Arc<TokenMap>) -> Result<Self, ProxyError> {
+        let tls = config.tls.clone().map(TlsState::new).transpose()?;
+        let web = match &config.web_dir {
+            Some(dir) => Some(StaticFiles::new(dir).ok_or_else(|| ProxyError::WebDir(dir.clone()))?),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| ProxyError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let admission = Arc::new(Semaphore::new(config.max_connections));
+        let shared = Arc::new(Shared {
+            config,
+            tokens,
+            tls,
+            metrics: Arc::new(Metrics::default()),
+            web,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            next_session: AtomicU64::new(1),
+        });
+        Ok(Self {
+            shared,
+            listener,
+            admission,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `stop` is cancelled, then closes every session with 1001 and waits
+    /// for them at most the grace period. Returns true if all ended within it.
+    pub async fn run(self, stop: CancellationToken) -> bool {
+        let shared = self.shared.clone();
+        let background = spawn_background(&shared);
+        tracing::info!(addr = %self.local_addr(), tls = shared.tls.is_some(), "gateway listening");
+        let mut accept_backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => break,
+                r = self.listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    accept_backoff = Duration::from_millis(5);
+                    let permit = self.admission.clone().try_acquire_owned().ok();
+                    let shared = shared.clone();
+                    shared.tasks.clone().spawn(async move {
+                        match permit {
+                            Some(permit) => serve_connection(shared, stream, peer, permit).await,
+                            None => refuse_overloaded(&shared, stream).await,
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors or a network error on one connection: never fatal.
+                    shared.metrics.error(ErrorKind::Accept);
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(accept_backoff).await;
+                    accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        drop(self.listener);
+        background.abort();
+        let open = shared.metrics.sessions_open();
+        tracing::info!(sessions = open, grace = ?shared.config.grace_period, "shutting down: closing sessions");
+        shared.shutdown.cancel();
+        shared.tasks.close();
+        let drained = tokio::time::timeout(shared.config.grace_period, shared.tasks.wait()).await.is_ok();
+        if drained {
+            tracing::info!("all sessions closed");
+        } else {
+            tracing::warn!(left = shared.metrics.sessions_open(), "grace period over; dropping remaining connections");
+        }
+        drained
+    }
+}
+
+/// Certificate watching and route expiry, off the data path.
+fn spawn_background(shared: &Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        let mut since_purge = Duration::ZERO;
+        loop {
+            tick.tick().await;
+            if let Some(tls) = &shared.tls {
+                tls.reload_if_changed(&shared.metrics);
+            }
+            since_purge += WATCH_INTERVAL;
+            if since_purge >= PURGE_INTERVAL {
+                since_purge = Duration::ZERO;
+                let n = shared.tokens.purge_expired();
+                if n > 0 {
+                    tracing::debug!(routes = n, "expired routes purged");
+                }
+            }
+        }
+    })
+}
+
+async fn refuse_overloaded(shared: &Shared, mut stream: TcpStream) {
+    shared.metrics.handshake(crate::metrics::Handshake::Overloaded);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntoo many connections"),
+    )
+    .await;
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+    let _ = stream.set_nodelay(true);
+    let timeout = shared.config.handshake_timeout;
+    let io = match tokio::time::timeout(timeout, detect_and_wrap(&shared, stream, peer)).await {
+        Ok(Some(io)) => io,
+        Ok(None) => return,
+        Err(_) => {
+            shared.metrics.error(ErrorKind::HandshakeTimeout);
+            tracing::debug!(client.addr = %peer, "handshake timed out");
+            return;
+        }
+    };
+    shared.metrics.connection_opened(io.is_tls());
+    let guard = ConnGuard {
+        _permit: permit,
+        metrics: shared.metrics.clone(),
+    };
+    let tls = io.is_tls();
+    let guard = Arc::new(std::sync::Mutex::new(Some(guard)));
+    let service = {
+        let shared = shared.clone();
+        hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            let guard = guard.clone();
+            async move { Ok::<_, std::convert::Infallible>(http_service::handle(shared, req, peer, tls, guard).await) }
+        })
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                shared.metrics.error(ErrorKind::Http);
+                tracing::debug!(client.addr = %peer, error = %e, "HTTP connection error");
+            }
+        }
+        () = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+/// Peeks at the first byte: a TLS ClientHello starts with 0x16, anything else is HTTP.
+async fn detect_and_wrap(shared: &Shared, stream: TcpStream, peer: SocketAddr) -> Option<ClientIo> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) => {}
+        _ => return None,
+    }
+    if first[0] == TLS_HANDSHAKE_RECORD {
+        let Some(tls) = &shared.tls else {
+            shared.metrics.error(ErrorKind::TlsHandshake);
+            tracing::debug!(client.addr = %peer, "TLS attempted but no certificate configured");
+            return None;
+        };
+        match tls.acceptor().accept(stream).await {
+            Ok(s) => Some(ClientIo::Tls(Box::new(s))),
+            Err(e) => {
+                shared.metrics.error(ErrorKind::TlsHandshake);
+                tracing::debug!(client.addr = %peer, error = %e, "TLS handshake failed");
+                None
+            }
+        }
+    } else if shared.config.ssl_only {
+        shared.metrics.error(ErrorKind::PlainRefused);
+        let mut stream = stream;
+        let body = "this server only accepts TLS (https:// or wss://)\n";
+        let msg = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(msg.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        None
+    } else {
+        Some(ClientIo::Plain(stream))
+    }
+}
+
+/// Gives each session a number for its log span.
+pub(crate) fn next_session_id(shared: &Shared) -> u64 {
+    shared.next_session.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs a session task under the gateway's tracker.
+pub(crate) fn spawn_session<F>(shared: &Shared, span: tracing::Span, fut: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    shared.tasks.spawn(fut.instrument(span));
+}

@@ -1,0 +1,168 @@
+//! Request routing on the shared port: websocket upgrades, health, metrics, static files.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::client::ClientIo;
+use crate::gateway::{next_session_id, spawn_session, ConnGuard, Shared};
+use crate::metrics::Handshake;
+use crate::pump::Limits;
+use crate::session::{self, Timers};
+use crate::static_files::text_response;
+use crate::token::{redact_query, Lookup, Route};
+use crate::ws::handshake;
+use crate::{origin, url};
+
+type Body = Full<Bytes>;
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+    guard: Arc<Mutex<Option<ConnGuard>>>,
+) -> Response<Body> {
+    if handshake::is_upgrade_request(req.headers()) {
+        return upgrade(&shared, req, peer, guard);
+    }
+    shared.metrics.http_request();
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+    };
+    let path = req.uri().path();
+    let Some(rel) = url::strip_prefix(path, shared.config.prefix()) else {
+        return text_response(StatusCode::NOT_FOUND, "not found\n");
+    };
+    tracing::trace!(client.addr = %peer, tls, path = %redact_query(&rel), "http request");
+    if shared.config.expose_metrics {
+        match rel.as_str() {
+            "/healthz" => return text_response(StatusCode::OK, "ok\n"),
+            "/metrics" => {
+                let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                return r;
+            }
+            _ => {}
+        }
+    }
+    match &shared.web {
+        Some(web) => web.respond(&rel, path, head, req.headers()).await,
+        None => text_response(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Refusal of an upgrade: a status and a short reason, before anything is switched.
+fn refuse(shared: &Shared, kind: Handshake, status: StatusCode, reason: &'static str, peer: SocketAddr) -> Response<Body> {
+    shared.metrics.handshake(kind);
+    tracing::info!(client.addr = %peer, status = status.as_u16(), reason, "websocket refused");
+    let mut r = text_response(status, reason);
+    if status == StatusCode::UPGRADE_REQUIRED {
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    r
+}
+
+fn upgrade(shared: &Arc<Shared>, mut req: Request<Incoming>, peer: SocketAddr, guard: Arc<Mutex<Option<ConnGuard>>>) -> Response<Body> {
+    let accept = match handshake::check(req.method(), req.version(), req.headers()) {
+        Ok(a) => a,
+        Err(e) => return refuse(shared, Handshake::BadRequest, e.status(), e.reason(), peer),
+    };
+    if !origin::allowed(req.headers(), &shared.config.allowed_origins) {
+        return refuse(shared, Handshake::OriginRefused, StatusCode::FORBIDDEN, "origin not allowed\n", peer);
+    }
+    let route = match find_route(shared, &req) {
+        Ok(r) => r,
+        Err((kind, status, reason)) => return refuse(shared, kind, status, reason, peer),
+    };
+    shared.metrics.handshake(Handshake::Accepted);
+    let id = next_session_id(shared);
+    let span = tracing::info_span!(
+        "session",
+        session.id = id,
+        client.addr = %peer,
+        label = route.label.as_deref().unwrap_or(""),
+        target = %route.target,
+    );
+    let conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shared2 = shared.clone();
+    spawn_session(shared, span, async move {
+        let _guard = conn_guard;
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let cfg = &shared2.config;
+        let limits = Limits {
+            read_chunk: cfg.read_chunk,
+            max_frame: cfg.max_frame,
+            max_message: cfg.max_message,
+        };
+        let timers = Timers {
+            connect: cfg.connect_timeout,
+            idle: cfg.idle_timeout,
+            heartbeat: cfg.heartbeat,
+        };
+        let metrics = shared2.metrics.clone();
+        let stop = shared2.shutdown.clone();
+        tracing::info!("session opened");
+        let end = match upgraded.downcast::<TokioIo<ClientIo>>() {
+            Ok(parts) => session::run(parts.io.into_inner(), parts.read_buf, &route.target, limits, timers, metrics, stop).await,
+            Err(upgraded) => session::run(TokioIo::new(upgraded), Bytes::new(), &route.target, limits, timers, metrics, stop).await,
+        };
+        tracing::info!(reason = end.as_str(), "session closed");
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept.accept_key);
+    if let Some(p) = accept.protocol {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    r
+}
+
+type Refusal = (Handshake, StatusCode, &'static str);
+
+/// The route for an upgrade: the token's, or the single default target.
+fn find_route(shared: &Shared, req: &Request<Incoming>) -> Result<Route, Refusal> {
+    let token = if shared.config.host_token {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
+    } else {
+        url::token_from_query(req.uri().query())
+    };
+    match token {
+        Some(token) => match shared.tokens.lookup(&token) {
+            Lookup::Found(route) => Ok(route),
+            Lookup::Expired => Err((Handshake::ExpiredToken, StatusCode::NOT_FOUND, "token expired\n")),
+            Lookup::Unknown => match &shared.config.default_target {
+                Some(t) if shared.tokens.is_empty() && !shared.config.host_token => Ok(Route::new(t.clone())),
+                _ => Err((Handshake::UnknownToken, StatusCode::NOT_FOUND, "unknown token\n")),
+            },
+        },
+        None => match &shared.config.default_target {
+            Some(t) => Ok(Route::new(t.clone())),
+            None => Err((Handshake::MissingToken, StatusCode::NOT_FOUND, "token missing: connect with ?token=...\n")),
+        },
+    }
+}

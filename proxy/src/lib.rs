@@ -1,0 +1,28 @@
+//! darts' data plane: one port for static files, health, metrics and websocket sessions,
+//! each session a bounded byte pump between a browser and a VNC server.
+//!
+//! This crate knows nothing of virtual machines or users. Other parts of darts steer it
+//! through the `TokenMap` (which token goes where, until when) and the `GatewayHandle`.
+//! See `LIFECYCLE.md` for the path of one connection.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod gateway;
+mod http_service;
+pub mod metrics;
+pub mod origin;
+pub mod pump;
+pub mod session;
+pub mod static_files;
+pub mod target;
+pub mod tls;
+pub mod token;
+pub mod url;
+pub mod ws;
+
+pub use config::GatewayConfig;
+pub use error::{ProxyError, SessionEnd};
+pub use gateway::{Gateway, GatewayHandle};
+pub use target::Target;
+pub use token::{Lookup, Route, TokenFileSource, TokenMap};

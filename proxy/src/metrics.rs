@@ -1,0 +1,209 @@
+//! Counters for `/metrics` (Prometheus text format 0.0.4). Plain atomics: the data path
+//! pays one relaxed add per forwarded chunk and nothing else.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::error::SessionEnd;
+
+/// Outcome of a websocket upgrade request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    Accepted,
+    UnknownToken,
+    ExpiredToken,
+    MissingToken,
+    OriginRefused,
+    BadRequest,
+    Overloaded,
+}
+
+impl Handshake {
+    const ALL: [Handshake; 7] = [
+        Self::Accepted,
+        Self::UnknownToken,
+        Self::ExpiredToken,
+        Self::MissingToken,
+        Self::OriginRefused,
+        Self::BadRequest,
+        Self::Overloaded,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::UnknownToken => "unknown_token",
+            Self::ExpiredToken => "expired_token",
+            Self::MissingToken => "missing_token",
+            Self::OriginRefused => "origin_refused",
+            Self::BadRequest => "bad_request",
+            Self::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// Errors counted outside sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Accept,
+    TlsHandshake,
+    HandshakeTimeout,
+    PlainRefused,
+    Http,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 5] = [Self::Accept, Self::TlsHandshake, Self::HandshakeTimeout, Self::PlainRefused, Self::Http];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::TlsHandshake => "tls_handshake",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::PlainRefused => "plain_refused",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// Every counter the gateway exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    connections_open: AtomicI64,
+    connections_total: AtomicU64,
+    tls_connections_total: AtomicU64,
+    sessions_open: AtomicI64,
+    bytes_to_client: AtomicU64,
+    bytes_to_target: AtomicU64,
+    handshakes: [AtomicU64; Handshake::ALL.len()],
+    session_ends: [AtomicU64; SessionEnd::ALL.len()],
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+    tls_reloads_ok: AtomicU64,
+    tls_reloads_failed: AtomicU64,
+    http_requests: AtomicU64,
+}
+
+impl Metrics {
+    pub fn connection_opened(&self, tls: bool) {
+        self.connections_open.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+        if tls {
+            self.tls_connections_total.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn handshake(&self, h: Handshake) {
+        self.handshakes[h as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn session_opened(&self) {
+        self.sessions_open.fetch_add(1, Relaxed);
+    }
+
+    pub fn session_closed(&self, end: SessionEnd) {
+        self.sessions_open.fetch_sub(1, Relaxed);
+        let i = SessionEnd::ALL.iter().position(|e| *e == end).unwrap_or(0);
+        self.session_ends[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn to_client(&self, n: usize) {
+        self.bytes_to_client.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn to_target(&self, n: usize) {
+        self.bytes_to_target.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn tls_reload(&self, ok: bool) {
+        if ok { &self.tls_reloads_ok } else { &self.tls_reloads_failed }.fetch_add(1, Relaxed);
+    }
+
+    pub fn http_request(&self) {
+        self.http_requests.fetch_add(1, Relaxed);
+    }
+
+    pub fn sessions_open(&self) -> i64 {
+        self.sessions_open.load(Relaxed)
+    }
+
+    /// Renders every counter in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, i128)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let one = |v: i128| vec![(String::new(), v)];
+        let load = |a: &AtomicU64| i128::from(a.load(Relaxed));
+        metric("darts_connections_open", "gauge", "Client connections open (HTTP or websocket).", &one(i128::from(self.connections_open.load(Relaxed))));
+        metric("darts_connections_total", "counter", "Client connections accepted.", &one(load(&self.connections_total)));
+        metric("darts_tls_connections_total", "counter", "Client connections that started TLS.", &one(load(&self.tls_connections_total)));
+        metric("darts_sessions_open", "gauge", "Websocket sessions relaying to a target.", &one(i128::from(self.sessions_open.load(Relaxed))));
+        metric(
+            "darts_bytes_total",
+            "counter",
+            "Payload bytes relayed, by direction.",
+            &[
+                ("{direction=\"to_client\"}".into(), load(&self.bytes_to_client)),
+                ("{direction=\"to_target\"}".into(), load(&self.bytes_to_target)),
+            ],
+        );
+        let handshakes: Vec<_> = Handshake::ALL
+            .iter()
+            .map(|h| (format!("{{result=\"{}\"}}", h.as_str()), load(&self.handshakes[*h as usize])))
+            .collect();
+        metric("darts_handshakes_total", "counter", "Websocket upgrade requests, by result.", &handshakes);
+        let ends: Vec<_> = SessionEnd::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("{{reason=\"{}\"}}", e.as_str()), load(&self.session_ends[i])))
+            .collect();
+        metric("darts_session_ends_total", "counter", "Sessions ended, by reason.", &ends);
+        let errors: Vec<_> = ErrorKind::ALL
+            .iter()
+            .map(|k| (format!("{{kind=\"{}\"}}", k.as_str()), load(&self.errors[*k as usize])))
+            .collect();
+        metric("darts_errors_total", "counter", "Errors outside sessions, by kind.", &errors);
+        metric(
+            "darts_tls_reloads_total",
+            "counter",
+            "Certificate reloads, by result.",
+            &[
+                ("{result=\"ok\"}".into(), load(&self.tls_reloads_ok)),
+                ("{result=\"refused\"}".into(), load(&self.tls_reloads_failed)),
+            ],
+        );
+        metric("darts_http_requests_total", "counter", "Plain HTTP requests served.", &one(load(&self.http_requests)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let m = Metrics::default();
+        m.session_opened();
+        m.to_client(10);
+        m.handshake(Handshake::UnknownToken);
+        m.session_closed(SessionEnd::IdleTimeout);
+        let text = m.render();
+        assert!(text.contains("darts_sessions_open 0\n"));
+        assert!(text.contains("darts_bytes_total{direction=\"to_client\"} 10\n"));
+        assert!(text.contains("darts_handshakes_total{result=\"unknown_token\"} 1\n"));
+        assert!(text.contains("darts_session_ends_total{reason=\"idle_timeout\"} 1\n"));
+        assert!(text.contains("# TYPE darts_bytes_total counter"));
+    }
+}

@@ -1,0 +1,514 @@
+//! The byte pump: websocket frames from the browser ⇄ raw bytes to the VNC target.
+//!
+//! One task drives both directions of a session, each as its own small state machine, so
+//! neither waits on the other: a browser that stops reading stalls only the
+//! target→browser direction, and its keyboard input keeps reaching the VM.
+//!
+//! * browser→target: frames are parsed as they arrive and their payload is unmasked in
+//!   place and written to the target chunk by chunk. No message is ever assembled, so
+//!   memory does not grow with frame size. Nothing more is read from the browser while a
+//!   chunk waits for the target (backpressure).
+//! * target→browser: each read from the target becomes one binary frame, written with a
+//!   vectored write (header + payload, no copy). Nothing more is read from the target
+//!   while a frame waits for the browser.
+//!
+//! Buffers are allocated when data arrives and released when a read finds nothing to do,
+//! so an idle session holds no buffer at all: reads start in a small inline probe.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::error::SessionEnd;
+use crate::metrics::Metrics;
+use crate::ws::close::{self, PeerClose};
+use crate::ws::frame::{self, FrameHeader, Opcode, MAX_SERVER_HEADER};
+use crate::ws::mask;
+
+/// Inline bytes a read from an idle peer goes into before any buffer is allocated.
+const PROBE: usize = 256;
+
+/// Size limits of one session.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest read from either side, and so the largest frame sent to the browser.
+    pub read_chunk: usize,
+    pub max_frame: u64,
+    pub max_message: u64,
+}
+
+/// A data frame from the browser whose payload is still arriving.
+#[derive(Debug)]
+struct InFrame {
+    remaining: u64,
+    key: [u8; 4],
+    offset: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpState {
+    /// Forwarding browser data to the target.
+    Open,
+    /// The browser ended (close frame or end of stream): flush, then shut the target's write side.
+    Draining,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DownState {
+    /// Forwarding target data to the browser.
+    Open,
+    /// Our close frame is written: flush and shut the browser's write side.
+    ShuttingDown,
+    Done,
+}
+
+/// A frame being written to the browser.
+#[derive(Debug)]
+struct OutFrame {
+    header: [u8; MAX_SERVER_HEADER],
+    header_len: u8,
+    header_pos: u8,
+    payload: Bytes,
+    is_close: bool,
+}
+
+impl OutFrame {
+    fn new(opcode: Opcode, payload: Bytes) -> Self {
+        let mut header = [0u8; MAX_SERVER_HEADER];
+        let header_len = frame::encode_server_header(opcode, payload.len(), &mut header) as u8;
+        Self {
+            header,
+            header_len,
+            header_pos: 0,
+            payload,
+            is_close: opcode == Opcode::Close,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.header_pos == self.header_len && self.payload.is_empty()
+    }
+
+    /// Consumes `n` written bytes; returns how many of them were payload.
+    fn advance(&mut self, mut n: usize) -> usize {
+        let in_header = n.min(usize::from(self.header_len - self.header_pos));
+        self.header_pos += in_header as u8;
+        n -= in_header;
+        self.payload.advance(n);
+        n
+    }
+}
+
+/// Control frames waiting for the browser direction.
+#[derive(Debug, Default)]
+struct Control {
+    pong: Option<Bytes>,
+    ping: bool,
+    close: Option<(u16, &'static str)>,
+    close_sent: bool,
+}
+
+/// Both directions of one session. Drive it with `poll`.
+#[derive(Debug)]
+pub struct Pump<C, B> {
+    client: C,
+    target: B,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    probe: [u8; PROBE],
+    // browser → target
+    up_state: UpState,
+    up_buf: BytesMut,
+    up_out: Bytes,
+    up_frame: Option<InFrame>,
+    in_message: bool,
+    message_len: u64,
+    target_needs_flush: bool,
+    // target → browser
+    down_state: DownState,
+    down_buf: BytesMut,
+    down_frame: Option<OutFrame>,
+    client_needs_flush: bool,
+    ctrl: Control,
+    end: Option<SessionEnd>,
+    /// Last payload byte relayed in either direction (idle timeout).
+    pub(crate) last_activity: Instant,
+    /// Last frame of any kind from the browser (heartbeat).
+    pub(crate) last_client_frame: Instant,
+    pub(crate) close_sent_at: Option<Instant>,
+}
+
+enum Step {
+    Progress,
+    Blocked,
+}
+
+impl<C, B> Pump<C, B>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    /// `early` holds browser bytes already read past the HTTP request.
+    pub fn new(client: C, target: B, early: Bytes, limits: Limits, metrics: Arc<Metrics>) -> Self {
+        let now = Instant::now();
+        Self {
+            client,
+            target,
+            limits,
+            metrics,
+            probe: [0; PROBE],
+            up_state: UpState::Open,
+            up_buf: BytesMut::from(&early[..]),
+            up_out: Bytes::new(),
+            up_frame: None,
+            in_message: false,
+            message_len: 0,
+            target_needs_flush: false,
+            down_state: DownState::Open,
+            down_buf: BytesMut::new(),
+            down_frame: None,
+            client_needs_flush: false,
+            ctrl: Control::default(),
+            end: None,
+            last_activity: now,
+            last_client_frame: now,
+            close_sent_at: None,
+        }
+    }
+
+    /// Starts the closing handshake with `code`; `end` is what the session will report.
+    pub fn close(&mut self, code: u16, reason: &'static str, end: SessionEnd) {
+        self.end.get_or_insert(end);
+        if !self.ctrl.close_sent && self.ctrl.close.is_none() {
+            self.ctrl.close = Some((code, reason));
+        }
+    }
+
+    /// Asks for a ping to be sent to the browser.
+    pub fn ping(&mut self) {
+        self.ctrl.ping = true;
+    }
+
+    /// Why the session is ending, if it already knows.
+    pub fn end_reason(&self) -> Option<SessionEnd> {
+        self.end
+    }
+
+    /// Drives both directions as far as they go. Ready when the session is over.
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<SessionEnd> {
+        loop {
+            let up = match self.poll_up(cx) {
+                Ok(step) => step,
+                Err(end) => return Poll::Ready(*self.end.get_or_insert(end)),
+            };
+            let down = match self.poll_down(cx) {
+                Ok(step) => step,
+                Err(end) => return Poll::Ready(*self.end.get_or_insert(end)),
+            };
+            if self.down_state == DownState::Done && self.up_state == UpState::Done {
+                return Poll::Ready(self.end.unwrap_or(SessionEnd::Closed));
+            }
+            if matches!((up, down), (Step::Blocked, Step::Blocked)) {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Browser → target. `Err` ends the session at once.
+    fn poll_up(&mut self, cx: &mut Context<'_>) -> Result<Step, SessionEnd> {
+        let mut step = Step::Blocked;
+        loop {
+            // 1. Whatever is unmasked goes to the target first (backpressure).
+            if !self.up_out.is_empty() {
+                match Pin::new(&mut self.target).poll_write(cx, &self.up_out) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(SessionEnd::TargetIo),
+                    Poll::Ready(Ok(n)) => {
+                        self.up_out.advance(n);
+                        self.metrics.to_target(n);
+                        self.last_activity = Instant::now();
+                        self.target_needs_flush = true;
+                        step = Step::Progress;
+                        if self.up_out.is_empty() {
+                            // Drop the reference so the read buffer can be reused whole.
+                            self.up_out = Bytes::new();
+                        }
+                        continue;
+                    }
+                    Poll::Pending => return Ok(step),
+                }
+            }
+            if self.target_needs_flush {
+                match Pin::new(&mut self.target).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.target_needs_flush = false,
+                    Poll::Ready(Err(_)) => return Err(SessionEnd::TargetIo),
+                    Poll::Pending => return Ok(step),
+                }
+            }
+            match self.up_state {
+                UpState::Open => {}
+                UpState::Draining => {
+                    // Errors here only mean the target is already gone; the session ends anyway.
+                    if Pin::new(&mut self.target).poll_shutdown(cx).is_pending() {
+                        return Ok(step);
+                    }
+                    self.up_state = UpState::Done;
+                    return Ok(Step::Progress);
+                }
+                UpState::Done => return Ok(step),
+            }
+            // 2. Turn buffered browser bytes into target bytes.
+            if self.process_input()? {
+                step = Step::Progress;
+                continue;
+            }
+            // 3. Read more from the browser.
+            match read_lazy(&mut self.client, cx, &mut self.up_buf, &mut self.probe, self.limits.read_chunk) {
+                Poll::Ready(Ok(0)) => {
+                    self.up_state = UpState::Draining;
+                    step = Step::Progress;
+                }
+                Poll::Ready(Ok(_)) => step = Step::Progress,
+                Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
+                Poll::Pending => return Ok(step),
+            }
+        }
+    }
+
+    /// Consumes buffered browser bytes. True if something happened.
+    fn process_input(&mut self) -> Result<bool, SessionEnd> {
+        if self.up_buf.is_empty() {
+            return Ok(false);
+        }
+        if let Some(f) = &mut self.up_frame {
+            let n = usize::try_from(f.remaining).unwrap_or(usize::MAX).min(self.up_buf.len());
+            let mut chunk = self.up_buf.split_to(n);
+            mask::apply(&mut chunk, f.key, f.offset);
+            f.offset += n as u64;
+            f.remaining -= n as u64;
+            if f.remaining == 0 {
+                self.up_frame = None;
+            }
+            self.up_out = chunk.freeze();
+            return Ok(true);
+        }
+        let (header, header_len) = match frame::parse_client_header(&self.up_buf) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed frame from browser");
+                self.fail(e.close_code(), "malformed frame");
+                return Ok(true);
+            }
+        };
+        self.last_client_frame = Instant::now();
+        if header.opcode.is_control() {
+            let total = header_len + header.payload_len as usize;
+            if self.up_buf.len() < total {
+                return Ok(false);
+            }
+            self.up_buf.advance(header_len);
+            let mut payload = self.up_buf.split_to(header.payload_len as usize);
+            mask::apply(&mut payload, header.mask.unwrap_or_default(), 0);
+            self.on_control(header.opcode, payload.freeze());
+            return Ok(true);
+        }
+        self.on_data_header(&header)?;
+        self.up_buf.advance(header_len);
+        if header.payload_len > 0 {
+            self.up_frame = Some(InFrame {
+                remaining: header.payload_len,
+                key: header.mask.unwrap_or_default(),
+                offset: 0,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Checks message sequencing and size limits of a data frame.
+    fn on_data_header(&mut self, h: &FrameHeader) -> Result<(), SessionEnd> {
+        let problem = match h.opcode {
+            Opcode::Text => Some((close::UNSUPPORTED_DATA, "text frames are not supported; send binary")),
+            Opcode::Binary if self.in_message => Some((close::PROTOCOL_ERROR, "new message inside a fragmented one")),
+            Opcode::Continuation if !self.in_message => Some((close::PROTOCOL_ERROR, "continuation without a message")),
+            _ if h.payload_len > self.limits.max_frame => Some((close::MESSAGE_TOO_BIG, "frame too big")),
+            _ => None,
+        };
+        if let Some((code, reason)) = problem {
+            self.fail(code, reason);
+            return Ok(());
+        }
+        if h.opcode == Opcode::Binary {
+            self.message_len = 0;
+        }
+        self.message_len += h.payload_len;
+        if self.message_len > self.limits.max_message {
+            self.fail(close::MESSAGE_TOO_BIG, "message too big");
+            return Ok(());
+        }
+        self.in_message = !h.fin;
+        Ok(())
+    }
+
+    fn on_control(&mut self, opcode: Opcode, payload: Bytes) {
+        match opcode {
+            Opcode::Ping if !self.ctrl.close_sent => self.ctrl.pong = Some(payload),
+            Opcode::Close => match close::parse(&payload) {
+                PeerClose::Valid(code) => {
+                    // Echo the browser's code, as RFC 6455 §5.5.1 suggests.
+                    let code = code.unwrap_or(close::NORMAL);
+                    if !self.ctrl.close_sent && self.ctrl.close.is_none() {
+                        self.ctrl.close = Some((code, ""));
+                    }
+                    self.up_buf.clear();
+                    self.up_frame = None;
+                    self.up_state = UpState::Draining;
+                }
+                PeerClose::Invalid => self.fail(close::PROTOCOL_ERROR, "invalid close frame"),
+            },
+            _ => {}
+        }
+    }
+
+    /// A protocol violation by the browser: stop reading it and close.
+    fn fail(&mut self, code: u16, reason: &'static str) {
+        self.close(code, reason, SessionEnd::ClientProtocol);
+        self.up_buf = BytesMut::new();
+        self.up_frame = None;
+        self.up_out = Bytes::new();
+        self.up_state = UpState::Draining;
+    }
+
+    /// Target → browser. `Err` ends the session at once.
+    fn poll_down(&mut self, cx: &mut Context<'_>) -> Result<Step, SessionEnd> {
+        let mut step = Step::Blocked;
+        loop {
+            // 1. Finish the frame being written.
+            if let Some(f) = &mut self.down_frame {
+                let slices = [
+                    IoSlice::new(&f.header[usize::from(f.header_pos)..usize::from(f.header_len)]),
+                    IoSlice::new(&f.payload),
+                ];
+                match Pin::new(&mut self.client).poll_write_vectored(cx, &slices) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
+                    Poll::Ready(Ok(n)) => {
+                        let payload = f.advance(n);
+                        self.client_needs_flush = true;
+                        if payload > 0 && !f.is_close {
+                            self.metrics.to_client(payload);
+                            self.last_activity = Instant::now();
+                        }
+                        if f.is_done() {
+                            if f.is_close {
+                                self.down_state = DownState::ShuttingDown;
+                            }
+                            self.down_frame = None;
+                        }
+                        step = Step::Progress;
+                        continue;
+                    }
+                    Poll::Pending => return Ok(step),
+                }
+            }
+            match self.down_state {
+                DownState::Open => {}
+                DownState::ShuttingDown => {
+                    if Pin::new(&mut self.client).poll_shutdown(cx).is_pending() {
+                        return Ok(step);
+                    }
+                    self.down_state = DownState::Done;
+                    return Ok(Step::Progress);
+                }
+                DownState::Done => return Ok(step),
+            }
+            // 2. Control frames go before data.
+            if let Some((code, reason)) = self.ctrl.close.take() {
+                self.down_frame = Some(OutFrame::new(Opcode::Close, close::payload(code, reason)));
+                self.ctrl.close_sent = true;
+                self.close_sent_at = Some(Instant::now());
+                self.down_buf = BytesMut::new();
+                continue;
+            }
+            if let Some(payload) = self.ctrl.pong.take() {
+                self.down_frame = Some(OutFrame::new(Opcode::Pong, payload));
+                continue;
+            }
+            if std::mem::take(&mut self.ctrl.ping) {
+                self.down_frame = Some(OutFrame::new(Opcode::Ping, Bytes::new()));
+                continue;
+            }
+            // 3. Data from the target, once the browser side is flushed.
+            if self.client_needs_flush {
+                match Pin::new(&mut self.client).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.client_needs_flush = false,
+                    Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
+                    Poll::Pending => return Ok(step),
+                }
+            }
+            match read_lazy(&mut self.target, cx, &mut self.down_buf, &mut self.probe, self.limits.read_chunk) {
+                Poll::Ready(Ok(0)) => {
+                    self.close(close::NORMAL, "target closed the connection", SessionEnd::Closed);
+                    step = Step::Progress;
+                }
+                Poll::Ready(Ok(n)) => {
+                    let payload = self.down_buf.split_to(n).freeze();
+                    self.down_frame = Some(OutFrame::new(Opcode::Binary, payload));
+                    step = Step::Progress;
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "target read failed");
+                    self.close(close::INTERNAL_ERROR, "target connection failed", SessionEnd::TargetIo);
+                    step = Step::Progress;
+                }
+                Poll::Pending => return Ok(step),
+            }
+        }
+    }
+}
+
+/// Reads into `buf`, allocating it only when data is there.
+///
+/// With an empty buffer the read goes into the inline `probe`; a buffer of `chunk` bytes
+/// is allocated only if something arrived. When a read finds nothing and the buffer is
+/// empty, the buffer is released, so idle sessions hold no heap buffer. Returns how many
+/// bytes were appended (0 = end of stream).
+fn read_lazy<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    probe: &mut [u8; PROBE],
+    chunk: usize,
+) -> Poll<std::io::Result<usize>> {
+    if buf.capacity() == 0 {
+        let mut rb = ReadBuf::new(probe);
+        match Pin::new(reader).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n > 0 {
+                    buf.reserve(chunk.max(n));
+                    buf.extend_from_slice(rb.filled());
+                }
+                Poll::Ready(Ok(n))
+            }
+            other => other.map(|r| r.map(|()| 0)),
+        }
+    } else {
+        if buf.capacity() - buf.len() < chunk / 4 {
+            buf.reserve(chunk);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(reader), cx, buf) {
+            Poll::Pending => {
+                if buf.is_empty() {
+                    *buf = BytesMut::new();
+                }
+                Poll::Pending
+            }
+            ready => ready,
+        }
+    }
+}

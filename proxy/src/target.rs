@@ -1,0 +1,152 @@
+//! Where a session's bytes go: a TCP address or a unix socket, and how to reach it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::error::ConnectError;
+
+/// A VNC server a token routes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// `host:port`; the host is resolved at connect time.
+    Tcp { host: String, port: u16 },
+    /// A unix socket path, as in websockify's `unix_socket:/path`.
+    Unix(PathBuf),
+}
+
+impl Target {
+    /// Parses websockify's target syntax: `host:port`, `[v6]:port` or `unix_socket:/path`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("unix_socket:") {
+            let path = path.trim();
+            return (!path.is_empty()).then(|| Self::Unix(PathBuf::from(path)));
+        }
+        let (host, port) = s.rsplit_once(':')?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let port: u16 = port.parse().ok()?;
+        if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(Self::Tcp {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// Opens a connection, bounded by `timeout`; sets `TCP_NODELAY` on TCP.
+    pub async fn connect(&self, timeout: Duration) -> Result<Backend, ConnectError> {
+        let attempt = async {
+            match self {
+                Self::Tcp { host, port } => {
+                    let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(Backend::Tcp(stream))
+                }
+                Self::Unix(path) => Ok(Backend::Unix(UnixStream::connect(path).await?)),
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(ConnectError::Io(e)),
+            Err(_) => Err(ConnectError::Timeout(timeout)),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Self::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Self::Unix(p) => write!(f, "unix_socket:{}", p.display()),
+        }
+    }
+}
+
+/// An open connection to a target.
+#[derive(Debug)]
+pub enum Backend {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Backend::Tcp($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+            Backend::Unix($s) => {
+                let $s = std::pin::Pin::new($s);
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Backend {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Backend {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_websockify_target_syntax() {
+        assert_eq!(Target::parse(" 127.0.0.1:5901 "), Some(Target::Tcp { host: "127.0.0.1".into(), port: 5901 }));
+        assert_eq!(Target::parse("[::1]:5900"), Some(Target::Tcp { host: "::1".into(), port: 5900 }));
+        assert_eq!(Target::parse("unix_socket:/run/vnc.sock"), Some(Target::Unix("/run/vnc.sock".into())));
+        for bad in ["", "host", "host:", ":5900", "host:99999", "host:0", "unix_socket:", "a b:1"] {
+            assert_eq!(Target::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn displays_round_trip() {
+        for s in ["127.0.0.1:5901", "[::1]:5900", "unix_socket:/run/vnc.sock"] {
+            assert_eq!(Target::parse(s).unwrap().to_string(), s);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Token routing: which target a websocket's `?token=` leads to.
+//!
+//! Two kinds of entries share one lookup: routes added in process (`TokenMap::insert`,
+//! used by the session manager, with an expiry and a one-shot flag) and routes read from
+//! websockify-style token files (`file::TokenFileSource`). Tokens are never stored or
+//! logged in clear: the map is keyed by their SHA-256 digest and digests are compared in
+//! constant time, so timing can reveal at most a prefix of a digest, which says nothing
+//! about any token.
+
+pub mod file;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+use ring::digest;
+
+use crate::target::Target;
+pub use file::TokenFileSource;
+
+/// The SHA-256 digest of a token: what the gateway keeps instead of the token.
+#[derive(Clone, Copy, Eq)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    pub fn of(token: &str) -> Self {
+        let d = digest::digest(&digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(d.as_ref());
+        Self(key)
+    }
+
+    /// Hex of the full digest, for state files that must find a route again after a restart.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl PartialEq for TokenKey {
+    /// Constant time: every byte is looked at whatever the first difference.
+    fn eq(&self, other: &Self) -> bool {
+        let diff = self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+impl std::hash::Hash for TokenKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    /// Only a short prefix of the digest, enough to correlate log lines.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{:02x}{:02x}{:02x}{:02x}…", self.0[0], self.0[1], self.0[2], self.0[3])
+    }
+}
+
+/// Where a token leads and under which conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Route {
+    pub target: Target,
+    /// After this instant the token is refused (and removed).
+    pub expires_at: Option<SystemTime>,
+    /// Accepted for one connection only; removed by the lookup that accepts it.
+    pub one_shot: bool,
+    /// A name for logs and metrics (e.g. a session id); never the token.
+    pub label: Option<Arc<str>>,
+}
+
+impl Route {
+    pub fn new(target: Target) -> Self {
+        Self {
+            target,
+            expires_at: None,
+            one_shot: false,
+            label: None,
+        }
+    }
+
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    pub fn one_shot(mut self, one_shot: bool) -> Self {
+        self.one_shot = one_shot;
+        self
+    }
+
+    pub fn label(mut self, label: impl Into<Arc<str>>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    fn expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+}
+
+/// The answer to a token lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Route),
+    Expired,
+    Unknown,
+}
+
+/// All routes the gateway knows: in-process entries first, then token files.
+#[derive(Debug, Default)]
+pub struct TokenMap {
+    routes: DashMap<TokenKey, Route>,
+    files: Vec<TokenFileSource>,
+}
+
+impl TokenMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a websockify token file or directory as a source. Loads it now.
+    pub fn with_file_source(mut self, source: TokenFileSource) -> Self {
+        self.files.push(source);
+        self
+    }
+
+    /// Adds or replaces the route for `token`.
+    pub fn insert(&self, token: &str, route: Route) {
+        self.routes.insert(TokenKey::of(token), route);
+    }
+
+    /// Adds or replaces a route under a digest kept from an earlier `TokenKey::of`.
+    pub fn insert_key(&self, key: TokenKey, route: Route) {
+        self.routes.insert(key, route);
+    }
+
+    /// Removes an in-process route; true if it existed.
+    pub fn remove(&self, token: &str) -> bool {
+        self.routes.remove(&TokenKey::of(token)).is_some()
+    }
+
+    /// Removes every in-process route whose label is `label` (all tokens of one session).
+    pub fn remove_label(&self, label: &str) -> usize {
+        let before = self.routes.len();
+        self.routes.retain(|_, r| r.label.as_deref() != Some(label));
+        before - self.routes.len()
+    }
+
+    /// Finds the route for `token`. A one-shot route is consumed; an expired one removed.
+    pub fn lookup(&self, token: &str) -> Lookup {
+        let key = TokenKey::of(token);
+        let now = SystemTime::now();
+        if let Some(entry) = self.routes.get(&key) {
+            let (expired, one_shot) = (entry.expired(now), entry.one_shot);
+            let route = entry.clone();
+            drop(entry);
+            if expired {
+                self.routes.remove(&key);
+                return Lookup::Expired;
+            }
+            if one_shot {
+                // Only the caller that actually removes it may use it: two racing
+                // connections with the same one-shot token cannot both win.
+                return match self.routes.remove(&key) {
+                    Some((_, r)) => Lookup::Found(r),
+                    None => Lookup::Unknown,
+                };
+            }
+            return Lookup::Found(route);
+        }
+        for source in &self.files {
+            if let Some(target) = source.lookup(&key) {
+                return Lookup::Found(Route::new(target));
+            }
+        }
+        Lookup::Unknown
+    }
+
+    /// Drops expired in-process routes; returns how many.
+    pub fn purge_expired(&self) -> usize {
+        let now = SystemTime::now();
+        let before = self.routes.len();
+        self.routes.retain(|_, r| !r.expired(now));
+        before - self.routes.len()
+    }
+
+    /// Re-reads every token file that changed on disk.
+    pub fn refresh_files(&self) {
+        for source in &self.files {
+            source.refresh(true);
+        }
+    }
+
+    /// Number of in-process routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// Replaces the value of every `token` query parameter with `***` for logging.
+pub fn redact_query(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_owned();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("token") || k.eq_ignore_ascii_case("path") => format!("{k}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn tcp(port: u16) -> Target {
+        Target::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn insert_lookup_remove() {
+        let map = TokenMap::new();
+        map.insert("abc", Route::new(tcp(1)));
+        assert_eq!(map.lookup("abc"), Lookup::Found(Route::new(tcp(1))));
+        assert_eq!(map.lookup("abd"), Lookup::Unknown);
+        assert!(map.remove("abc"));
+        assert_eq!(map.lookup("abc"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn one_shot_routes_are_used_once() {
+        let map = TokenMap::new();
+        map.insert("once", Route::new(tcp(2)).one_shot(true));
+        assert!(matches!(map.lookup("once"), Lookup::Found(_)));
+        assert_eq!(map.lookup("once"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn expired_routes_are_refused_and_purged() {
+        let map = TokenMap::new();
+        let past = SystemTime::now() - Duration::from_secs(1);
+        map.insert("old", Route::new(tcp(3)).expires_at(past));
+        map.insert("old2", Route::new(tcp(3)).expires_at(past));
+        map.insert("new", Route::new(tcp(3)).expires_at(SystemTime::now() + Duration::from_secs(60)));
+        assert_eq!(map.lookup("old"), Lookup::Expired);
+        assert_eq!(map.purge_expired(), 1);
+        assert!(matches!(map.lookup("new"), Lookup::Found(_)));
+    }
+
+    #[test]
+    fn remove_by_label_drops_every_token_of_a_session() {
+        let map = TokenMap::new();
+        map.insert("a", Route::new(tcp(4)).label("s1"));
+        map.insert("b", Route::new(tcp(4)).label("s1"));
+        map.insert("c", Route::new(tcp(4)).label("s2"));
+        assert_eq!(map.remove_label("s1"), 2);
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn keys_hide_tokens() {
+        let key = TokenKey::of("secret-token");
+        assert!(!format!("{key:?}").contains("secret"));
+        assert_eq!(key.to_hex().len(), 64);
+        assert_eq!(TokenKey::of("x"), TokenKey::of("x"));
+        assert_ne!(TokenKey::of("x"), TokenKey::of("y"));
+    }
+
+    #[test]
+    fn redaction_hides_token_values() {
+        assert_eq!(redact_query("/websockify?token=s3cret"), "/websockify?token=***");
+        assert_eq!(redact_query("/vnc.html?a=1&path=?token=x&TOKEN=y"), "/vnc.html?a=1&path=***&TOKEN=***");
+        assert_eq!(redact_query("/plain"), "/plain");
+    }
+}

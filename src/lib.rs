@@ -1,0 +1,20 @@
+//! darts: QEMU desktops in the browser. This crate is the composition root: command
+//! line, logging, signals and process limits, wired to the gateway in `darts-proxy`.
+
+pub mod cli;
+pub mod proxy_cmd;
+pub mod rlimit;
+pub mod signals;
+pub mod telemetry;
+
+/// Runs the command the user asked for.
+pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Proxy(args) => {
+            telemetry::init(args.verbose, args.log_format);
+            rlimit::raise_nofile();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(proxy_cmd::run(*args))
+        }
+    }
+}
