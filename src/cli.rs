@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "darts", version, about = "Remote QEMU desktops in the browser, through a fast websocket-to-VNC gateway")]
+#[command(
+    name = "darts",
+    version,
+    about = "Remote QEMU desktops in the browser, through a fast websocket-to-VNC gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -158,9 +162,18 @@ mod tests {
 
     #[test]
     fn listen_forms() {
-        assert_eq!(parse_listen("6080").unwrap(), "0.0.0.0:6080".parse().unwrap());
-        assert_eq!(parse_listen("127.0.0.1:6080").unwrap(), "127.0.0.1:6080".parse().unwrap());
-        assert_eq!(parse_listen("[::1]:6080").unwrap(), "[::1]:6080".parse().unwrap());
+        assert_eq!(
+            parse_listen("6080").unwrap(),
+            "0.0.0.0:6080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("127.0.0.1:6080").unwrap(),
+            "127.0.0.1:6080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::1]:6080").unwrap(),
+            "[::1]:6080".parse().unwrap()
+        );
         assert!(parse_listen("localhost:6080").unwrap().ip().is_loopback());
         assert!(parse_listen("nope").is_err());
     }
@@ -168,15 +181,37 @@ mod tests {
     #[test]
     fn accepts_websockify_command_lines() {
         let cli = Cli::try_parse_from([
-            "darts", "proxy", "--web", "/usr/share/novnc", "--token-plugin", "TokenFile", "--token-source", "/tmp/t", "--heartbeat", "30", "127.0.0.1:6080",
+            "darts",
+            "proxy",
+            "--web",
+            "/usr/share/novnc",
+            "--token-plugin",
+            "TokenFile",
+            "--token-source",
+            "/tmp/t",
+            "--heartbeat",
+            "30",
+            "127.0.0.1:6080",
         ])
         .unwrap();
         let Command::Proxy(a) = cli.command;
         assert_eq!(a.token_source.unwrap(), PathBuf::from("/tmp/t"));
         assert_eq!(a.heartbeat, Some(30.0));
-        let cli = Cli::try_parse_from(["darts", "proxy", "--cert", "c.pem", "--ssl-only", "6080", "localhost:5901"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "darts",
+            "proxy",
+            "--cert",
+            "c.pem",
+            "--ssl-only",
+            "6080",
+            "localhost:5901",
+        ])
+        .unwrap();
         let Command::Proxy(a) = cli.command;
         assert_eq!(a.target.as_deref(), Some("localhost:5901"));
-        assert!(Cli::try_parse_from(["darts", "proxy", "--ssl-only", "6080"]).is_err(), "--ssl-only needs --cert");
+        assert!(
+            Cli::try_parse_from(["darts", "proxy", "--ssl-only", "6080"]).is_err(),
+            "--ssl-only needs --cert"
+        );
     }
 }

@@ -13,7 +13,9 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Proxy(args) => {
             telemetry::init(args.verbose, args.log_format);
             rlimit::raise_nofile();
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(proxy_cmd::run(*args))
         }
     }

@@ -30,8 +30,14 @@ pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> 
     config.handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
     config.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
     config.grace_period = seconds("--grace-period", args.grace_period)?;
-    config.idle_timeout = args.idle_timeout.map(|s| seconds("--idle-timeout", s)).transpose()?;
-    config.heartbeat = args.heartbeat.map(|s| seconds("--heartbeat", s)).transpose()?;
+    config.idle_timeout = args
+        .idle_timeout
+        .map(|s| seconds("--idle-timeout", s))
+        .transpose()?;
+    config.heartbeat = args
+        .heartbeat
+        .map(|s| seconds("--heartbeat", s))
+        .transpose()?;
     config.max_frame = args.max_frame_size;
     config.max_message = args.max_message_size;
     if args.read_chunk < 1024 || args.read_chunk > 16 * 1024 * 1024 {
@@ -40,7 +46,9 @@ pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> 
     config.read_chunk = args.read_chunk;
     config.expose_metrics = !args.no_metrics;
     config.default_target = match (&args.target, &args.unix_target) {
-        (Some(t), _) => Some(Target::parse(t).with_context(|| format!("target {t:?} is not TARGET_ADDR:PORT"))?),
+        (Some(t), _) => Some(
+            Target::parse(t).with_context(|| format!("target {t:?} is not TARGET_ADDR:PORT"))?,
+        ),
         (None, Some(path)) => Some(Target::Unix(path.clone())),
         (None, None) => None,
     };
@@ -60,7 +68,10 @@ pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> 
     if let Some(path) = source {
         tokens = tokens.with_file_source(TokenFileSource::open(&path)?);
     }
-    if config.default_target.is_none() && args.token_source.is_none() && args.target_config.is_none() {
+    if config.default_target.is_none()
+        && args.token_source.is_none()
+        && args.target_config.is_none()
+    {
         bail!("nothing to route to: give TARGET_ADDR:PORT, --unix-target, or --token-plugin with --token-source");
     }
     Ok((config, tokens))

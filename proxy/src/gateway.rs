@@ -97,13 +97,18 @@ impl Gateway {
     pub async fn bind(config: GatewayConfig, tokens: Arc<TokenMap>) -> Result<Self, ProxyError> {
         let tls = config.tls.clone().map(TlsState::new).transpose()?;
         let web = match &config.web_dir {
-            Some(dir) => Some(StaticFiles::new(dir).ok_or_else(|| ProxyError::WebDir(dir.clone()))?),
+            Some(dir) => {
+                Some(StaticFiles::new(dir).ok_or_else(|| ProxyError::WebDir(dir.clone()))?)
+            }
             None => None,
         };
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| ProxyError::Bind {
-            addr: config.listen.to_string(),
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
         let admission = Arc::new(Semaphore::new(config.max_connections));
         let shared = Arc::new(Shared {
             config,
@@ -123,7 +128,9 @@ impl Gateway {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.shared.config.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.shared.config.listen)
     }
 
     pub fn handle(&self) -> GatewayHandle {
@@ -171,11 +178,16 @@ impl Gateway {
         tracing::info!(sessions = open, grace = ?shared.config.grace_period, "shutting down: closing sessions");
         shared.shutdown.cancel();
         shared.tasks.close();
-        let drained = tokio::time::timeout(shared.config.grace_period, shared.tasks.wait()).await.is_ok();
+        let drained = tokio::time::timeout(shared.config.grace_period, shared.tasks.wait())
+            .await
+            .is_ok();
         if drained {
             tracing::info!("all sessions closed");
         } else {
-            tracing::warn!(left = shared.metrics.sessions_open(), "grace period over; dropping remaining connections");
+            tracing::warn!(
+                left = shared.metrics.sessions_open(),
+                "grace period over; dropping remaining connections"
+            );
         }
         drained
     }
@@ -205,7 +217,9 @@ fn spawn_background(shared: &Arc<Shared>) -> tokio::task::JoinHandle<()> {
 }
 
 async fn refuse_overloaded(shared: &Shared, mut stream: TcpStream) {
-    shared.metrics.handshake(crate::metrics::Handshake::Overloaded);
+    shared
+        .metrics
+        .handshake(crate::metrics::Handshake::Overloaded);
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
         stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntoo many connections"),
@@ -213,7 +227,12 @@ async fn refuse_overloaded(shared: &Shared, mut stream: TcpStream) {
     .await;
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
     let _ = stream.set_nodelay(true);
     let timeout = shared.config.handshake_timeout;
     let io = match tokio::time::timeout(timeout, detect_and_wrap(&shared, stream, peer)).await {
@@ -237,7 +256,11 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         hyper::service::service_fn(move |req| {
             let shared = shared.clone();
             let guard = guard.clone();
-            async move { Ok::<_, std::convert::Infallible>(http_service::handle(shared, req, peer, tls, guard).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    http_service::handle(shared, req, peer, tls, guard).await,
+                )
+            }
         })
     };
     let conn = http1::Builder::new()

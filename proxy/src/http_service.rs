@@ -37,7 +37,8 @@ pub(crate) async fn handle(
         Method::HEAD => true,
         _ => {
             let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
     };
@@ -51,7 +52,10 @@ pub(crate) async fn handle(
             "/healthz" => return text_response(StatusCode::OK, "ok\n"),
             "/metrics" => {
                 let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
-                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
                 return r;
             }
             _ => {}
@@ -64,23 +68,43 @@ pub(crate) async fn handle(
 }
 
 /// Refusal of an upgrade: a status and a short reason, before anything is switched.
-fn refuse(shared: &Shared, kind: Handshake, status: StatusCode, reason: &'static str, peer: SocketAddr) -> Response<Body> {
+fn refuse(
+    shared: &Shared,
+    kind: Handshake,
+    status: StatusCode,
+    reason: &'static str,
+    peer: SocketAddr,
+) -> Response<Body> {
     shared.metrics.handshake(kind);
     tracing::info!(client.addr = %peer, status = status.as_u16(), reason, "websocket refused");
     let mut r = text_response(status, reason);
     if status == StatusCode::UPGRADE_REQUIRED {
-        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
     }
     r
 }
 
-fn upgrade(shared: &Arc<Shared>, mut req: Request<Incoming>, peer: SocketAddr, guard: Arc<Mutex<Option<ConnGuard>>>) -> Response<Body> {
+fn upgrade(
+    shared: &Arc<Shared>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    guard: Arc<Mutex<Option<ConnGuard>>>,
+) -> Response<Body> {
     let accept = match handshake::check(req.method(), req.version(), req.headers()) {
         Ok(a) => a,
         Err(e) => return refuse(shared, Handshake::BadRequest, e.status(), e.reason(), peer),
     };
     if !origin::allowed(req.headers(), &shared.config.allowed_origins) {
-        return refuse(shared, Handshake::OriginRefused, StatusCode::FORBIDDEN, "origin not allowed\n", peer);
+        return refuse(
+            shared,
+            Handshake::OriginRefused,
+            StatusCode::FORBIDDEN,
+            "origin not allowed\n",
+            peer,
+        );
     }
     let route = match find_route(shared, &req) {
         Ok(r) => r,
@@ -122,8 +146,30 @@ fn upgrade(shared: &Arc<Shared>, mut req: Request<Incoming>, peer: SocketAddr, g
         let stop = shared2.shutdown.clone();
         tracing::info!("session opened");
         let end = match upgraded.downcast::<TokioIo<ClientIo>>() {
-            Ok(parts) => session::run(parts.io.into_inner(), parts.read_buf, &route.target, limits, timers, metrics, stop).await,
-            Err(upgraded) => session::run(TokioIo::new(upgraded), Bytes::new(), &route.target, limits, timers, metrics, stop).await,
+            Ok(parts) => {
+                session::run(
+                    parts.io.into_inner(),
+                    parts.read_buf,
+                    &route.target,
+                    limits,
+                    timers,
+                    metrics,
+                    stop,
+                )
+                .await
+            }
+            Err(upgraded) => {
+                session::run(
+                    TokioIo::new(upgraded),
+                    Bytes::new(),
+                    &route.target,
+                    limits,
+                    timers,
+                    metrics,
+                    stop,
+                )
+                .await
+            }
         };
         tracing::info!(reason = end.as_str(), "session closed");
     });
@@ -154,15 +200,29 @@ fn find_route(shared: &Shared, req: &Request<Incoming>) -> Result<Route, Refusal
     match token {
         Some(token) => match shared.tokens.lookup(&token) {
             Lookup::Found(route) => Ok(route),
-            Lookup::Expired => Err((Handshake::ExpiredToken, StatusCode::NOT_FOUND, "token expired\n")),
+            Lookup::Expired => Err((
+                Handshake::ExpiredToken,
+                StatusCode::NOT_FOUND,
+                "token expired\n",
+            )),
             Lookup::Unknown => match &shared.config.default_target {
-                Some(t) if shared.tokens.is_empty() && !shared.config.host_token => Ok(Route::new(t.clone())),
-                _ => Err((Handshake::UnknownToken, StatusCode::NOT_FOUND, "unknown token\n")),
+                Some(t) if shared.tokens.is_empty() && !shared.config.host_token => {
+                    Ok(Route::new(t.clone()))
+                }
+                _ => Err((
+                    Handshake::UnknownToken,
+                    StatusCode::NOT_FOUND,
+                    "unknown token\n",
+                )),
             },
         },
         None => match &shared.config.default_target {
             Some(t) => Ok(Route::new(t.clone())),
-            None => Err((Handshake::MissingToken, StatusCode::NOT_FOUND, "token missing: connect with ?token=...\n")),
+            None => Err((
+                Handshake::MissingToken,
+                StatusCode::NOT_FOUND,
+                "token missing: connect with ?token=...\n",
+            )),
         },
     }
 }

@@ -53,7 +53,13 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 5] = [Self::Accept, Self::TlsHandshake, Self::HandshakeTimeout, Self::PlainRefused, Self::Http];
+    const ALL: [ErrorKind; 5] = [
+        Self::Accept,
+        Self::TlsHandshake,
+        Self::HandshakeTimeout,
+        Self::PlainRefused,
+        Self::Http,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -123,7 +129,12 @@ impl Metrics {
     }
 
     pub fn tls_reload(&self, ok: bool) {
-        if ok { &self.tls_reloads_ok } else { &self.tls_reloads_failed }.fetch_add(1, Relaxed);
+        if ok {
+            &self.tls_reloads_ok
+        } else {
+            &self.tls_reloads_failed
+        }
+        .fetch_add(1, Relaxed);
     }
 
     pub fn http_request(&self) {
@@ -145,45 +156,109 @@ impl Metrics {
         };
         let one = |v: i128| vec![(String::new(), v)];
         let load = |a: &AtomicU64| i128::from(a.load(Relaxed));
-        metric("darts_connections_open", "gauge", "Client connections open (HTTP or websocket).", &one(i128::from(self.connections_open.load(Relaxed))));
-        metric("darts_connections_total", "counter", "Client connections accepted.", &one(load(&self.connections_total)));
-        metric("darts_tls_connections_total", "counter", "Client connections that started TLS.", &one(load(&self.tls_connections_total)));
-        metric("darts_sessions_open", "gauge", "Websocket sessions relaying to a target.", &one(i128::from(self.sessions_open.load(Relaxed))));
+        metric(
+            "darts_connections_open",
+            "gauge",
+            "Client connections open (HTTP or websocket).",
+            &one(i128::from(self.connections_open.load(Relaxed))),
+        );
+        metric(
+            "darts_connections_total",
+            "counter",
+            "Client connections accepted.",
+            &one(load(&self.connections_total)),
+        );
+        metric(
+            "darts_tls_connections_total",
+            "counter",
+            "Client connections that started TLS.",
+            &one(load(&self.tls_connections_total)),
+        );
+        metric(
+            "darts_sessions_open",
+            "gauge",
+            "Websocket sessions relaying to a target.",
+            &one(i128::from(self.sessions_open.load(Relaxed))),
+        );
         metric(
             "darts_bytes_total",
             "counter",
             "Payload bytes relayed, by direction.",
             &[
-                ("{direction=\"to_client\"}".into(), load(&self.bytes_to_client)),
-                ("{direction=\"to_target\"}".into(), load(&self.bytes_to_target)),
+                (
+                    "{direction=\"to_client\"}".into(),
+                    load(&self.bytes_to_client),
+                ),
+                (
+                    "{direction=\"to_target\"}".into(),
+                    load(&self.bytes_to_target),
+                ),
             ],
         );
         let handshakes: Vec<_> = Handshake::ALL
             .iter()
-            .map(|h| (format!("{{result=\"{}\"}}", h.as_str()), load(&self.handshakes[*h as usize])))
+            .map(|h| {
+                (
+                    format!("{{result=\"{}\"}}", h.as_str()),
+                    load(&self.handshakes[*h as usize]),
+                )
+            })
             .collect();
-        metric("darts_handshakes_total", "counter", "Websocket upgrade requests, by result.", &handshakes);
+        metric(
+            "darts_handshakes_total",
+            "counter",
+            "Websocket upgrade requests, by result.",
+            &handshakes,
+        );
         let ends: Vec<_> = SessionEnd::ALL
             .iter()
             .enumerate()
-            .map(|(i, e)| (format!("{{reason=\"{}\"}}", e.as_str()), load(&self.session_ends[i])))
+            .map(|(i, e)| {
+                (
+                    format!("{{reason=\"{}\"}}", e.as_str()),
+                    load(&self.session_ends[i]),
+                )
+            })
             .collect();
-        metric("darts_session_ends_total", "counter", "Sessions ended, by reason.", &ends);
+        metric(
+            "darts_session_ends_total",
+            "counter",
+            "Sessions ended, by reason.",
+            &ends,
+        );
         let errors: Vec<_> = ErrorKind::ALL
             .iter()
-            .map(|k| (format!("{{kind=\"{}\"}}", k.as_str()), load(&self.errors[*k as usize])))
+            .map(|k| {
+                (
+                    format!("{{kind=\"{}\"}}", k.as_str()),
+                    load(&self.errors[*k as usize]),
+                )
+            })
             .collect();
-        metric("darts_errors_total", "counter", "Errors outside sessions, by kind.", &errors);
+        metric(
+            "darts_errors_total",
+            "counter",
+            "Errors outside sessions, by kind.",
+            &errors,
+        );
         metric(
             "darts_tls_reloads_total",
             "counter",
             "Certificate reloads, by result.",
             &[
                 ("{result=\"ok\"}".into(), load(&self.tls_reloads_ok)),
-                ("{result=\"refused\"}".into(), load(&self.tls_reloads_failed)),
+                (
+                    "{result=\"refused\"}".into(),
+                    load(&self.tls_reloads_failed),
+                ),
             ],
         );
-        metric("darts_http_requests_total", "counter", "Plain HTTP requests served.", &one(load(&self.http_requests)));
+        metric(
+            "darts_http_requests_total",
+            "counter",
+            "Plain HTTP requests served.",
+            &one(load(&self.http_requests)),
+        );
         out
     }
 }

@@ -16,7 +16,10 @@ pub fn allowed(headers: &HeaderMap, allow_list: &[String]) -> bool {
         return false;
     };
     let origin = origin.trim().to_ascii_lowercase();
-    if allow_list.iter().any(|a| a == "*" || normalize(a) == normalize(&origin)) {
+    if allow_list
+        .iter()
+        .any(|a| a == "*" || normalize(a) == normalize(&origin))
+    {
         return true;
     }
     let Some(origin_host) = origin_host(&origin) else {
@@ -57,7 +60,13 @@ fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return authority.find(']').map_or(authority, |i| &authority[..=i]);
     }
-    authority.rsplit_once(':').map_or(authority, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { authority })
+    authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    })
 }
 
 #[cfg(test)]
@@ -76,9 +85,18 @@ mod tests {
 
     #[test]
     fn same_host_is_allowed_whatever_the_port() {
-        assert!(allowed(&headers("vm.example.org:6080", Some("http://vm.example.org:6080")), &[]));
-        assert!(allowed(&headers("vm.example.org", Some("https://VM.example.org")), &[]));
-        assert!(allowed(&headers("[::1]:6080", Some("http://[::1]:8080")), &[]));
+        assert!(allowed(
+            &headers("vm.example.org:6080", Some("http://vm.example.org:6080")),
+            &[]
+        ));
+        assert!(allowed(
+            &headers("vm.example.org", Some("https://VM.example.org")),
+            &[]
+        ));
+        assert!(allowed(
+            &headers("[::1]:6080", Some("http://[::1]:8080")),
+            &[]
+        ));
     }
 
     #[test]
@@ -88,8 +106,14 @@ mod tests {
         assert!(allowed(&h, &["https://evil.example:443/".into()]));
         assert!(allowed(&h, &["*".into()]));
         assert!(!allowed(&headers("vm.example.org", Some("null")), &[]));
-        assert!(!allowed(&headers("vm.example.org", Some("file://vm.example.org")), &[]));
-        assert!(!allowed(&headers("vm.example.org.evil", Some("http://vm.example.org")), &[]));
+        assert!(!allowed(
+            &headers("vm.example.org", Some("file://vm.example.org")),
+            &[]
+        ));
+        assert!(!allowed(
+            &headers("vm.example.org.evil", Some("http://vm.example.org")),
+            &[]
+        ));
     }
 
     #[test]

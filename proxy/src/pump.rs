@@ -268,7 +268,13 @@ where
                 continue;
             }
             // 3. Read more from the browser.
-            match read_lazy(&mut self.client, cx, &mut self.up_buf, &mut self.probe, self.limits.read_chunk) {
+            match read_lazy(
+                &mut self.client,
+                cx,
+                &mut self.up_buf,
+                &mut self.probe,
+                self.limits.read_chunk,
+            ) {
                 Poll::Ready(Ok(0)) => {
                     self.up_state = UpState::Draining;
                     step = Step::Progress;
@@ -286,7 +292,9 @@ where
             return Ok(false);
         }
         if let Some(f) = &mut self.up_frame {
-            let n = usize::try_from(f.remaining).unwrap_or(usize::MAX).min(self.up_buf.len());
+            let n = usize::try_from(f.remaining)
+                .unwrap_or(usize::MAX)
+                .min(self.up_buf.len());
             let mut chunk = self.up_buf.split_to(n);
             mask::apply(&mut chunk, f.key, f.offset);
             f.offset += n as u64;
@@ -333,10 +341,19 @@ where
     /// Checks message sequencing and size limits of a data frame.
     fn on_data_header(&mut self, h: &FrameHeader) -> Result<(), SessionEnd> {
         let problem = match h.opcode {
-            Opcode::Text => Some((close::UNSUPPORTED_DATA, "text frames are not supported; send binary")),
-            Opcode::Binary if self.in_message => Some((close::PROTOCOL_ERROR, "new message inside a fragmented one")),
-            Opcode::Continuation if !self.in_message => Some((close::PROTOCOL_ERROR, "continuation without a message")),
-            _ if h.payload_len > self.limits.max_frame => Some((close::MESSAGE_TOO_BIG, "frame too big")),
+            Opcode::Text => Some((
+                close::UNSUPPORTED_DATA,
+                "text frames are not supported; send binary",
+            )),
+            Opcode::Binary if self.in_message => {
+                Some((close::PROTOCOL_ERROR, "new message inside a fragmented one"))
+            }
+            Opcode::Continuation if !self.in_message => {
+                Some((close::PROTOCOL_ERROR, "continuation without a message"))
+            }
+            _ if h.payload_len > self.limits.max_frame => {
+                Some((close::MESSAGE_TOO_BIG, "frame too big"))
+            }
             _ => None,
         };
         if let Some((code, reason)) = problem {
@@ -450,9 +467,19 @@ where
                     Poll::Pending => return Ok(step),
                 }
             }
-            match read_lazy(&mut self.target, cx, &mut self.down_buf, &mut self.probe, self.limits.read_chunk) {
+            match read_lazy(
+                &mut self.target,
+                cx,
+                &mut self.down_buf,
+                &mut self.probe,
+                self.limits.read_chunk,
+            ) {
                 Poll::Ready(Ok(0)) => {
-                    self.close(close::NORMAL, "target closed the connection", SessionEnd::Closed);
+                    self.close(
+                        close::NORMAL,
+                        "target closed the connection",
+                        SessionEnd::Closed,
+                    );
                     step = Step::Progress;
                 }
                 Poll::Ready(Ok(n)) => {
@@ -462,7 +489,11 @@ where
                 }
                 Poll::Ready(Err(e)) => {
                     tracing::debug!(error = %e, "target read failed");
-                    self.close(close::INTERNAL_ERROR, "target connection failed", SessionEnd::TargetIo);
+                    self.close(
+                        close::INTERNAL_ERROR,
+                        "target connection failed",
+                        SessionEnd::TargetIo,
+                    );
                     step = Step::Progress;
                 }
                 Poll::Pending => return Ok(step),

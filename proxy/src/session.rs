@@ -50,19 +50,33 @@ where
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(%target, error = %e, "target unreachable");
-            send_close(&mut client, close::INTERNAL_ERROR, "cannot connect to the VNC server").await;
+            send_close(
+                &mut client,
+                close::INTERNAL_ERROR,
+                "cannot connect to the VNC server",
+            )
+            .await;
             return SessionEnd::TargetConnect;
         }
     };
     tracing::debug!(%target, "target connected");
     metrics.session_opened();
-    let end = drive(Pump::new(client, backend, early, limits, metrics.clone()), timers, &shutdown).await;
+    let end = drive(
+        Pump::new(client, backend, early, limits, metrics.clone()),
+        timers,
+        &shutdown,
+    )
+    .await;
     metrics.session_closed(end);
     end
 }
 
 /// Runs a pump with its timers until it ends.
-pub async fn drive<C, B>(mut pump: Pump<C, B>, timers: Timers, shutdown: &CancellationToken) -> SessionEnd
+pub async fn drive<C, B>(
+    mut pump: Pump<C, B>,
+    timers: Timers,
+    shutdown: &CancellationToken,
+) -> SessionEnd
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -104,7 +118,11 @@ where
     }
 }
 
-fn next_deadline<C, B>(pump: &Pump<C, B>, timers: Timers, next_ping: Option<Instant>) -> Option<Instant> {
+fn next_deadline<C, B>(
+    pump: &Pump<C, B>,
+    timers: Timers,
+    next_ping: Option<Instant>,
+) -> Option<Instant> {
     let idle = timers.idle.map(|d| pump.last_activity + d);
     let linger = pump.close_sent_at.map(|t| t + CLOSE_LINGER);
     [idle, next_ping, linger].into_iter().flatten().min()

@@ -79,7 +79,13 @@ impl StaticFiles {
     }
 
     /// Answers a GET or HEAD for `rel`; `path` is the request's own path (for redirects).
-    pub async fn respond(&self, rel: &str, path: &str, head: bool, request: &HeaderMap) -> Response<Full<Bytes>> {
+    pub async fn respond(
+        &self,
+        rel: &str,
+        path: &str,
+        head: bool,
+        request: &HeaderMap,
+    ) -> Response<Full<Bytes>> {
         match self.resolve(rel) {
             Resolved::NotFound => text_response(StatusCode::NOT_FOUND, "not found\n"),
             Resolved::RedirectTo(target) => {
@@ -127,7 +133,10 @@ async fn serve_file(path: &Path, head: bool, request: &HeaderMap) -> Response<Fu
     if let Ok(v) = HeaderValue::from_str(mime.as_ref()) {
         h.insert(header::CONTENT_TYPE, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if head {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
@@ -142,13 +151,19 @@ async fn serve_file(path: &Path, head: bool, request: &HeaderMap) -> Response<Fu
 pub fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 /// RFC 7231 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
@@ -162,8 +177,15 @@ fn http_date(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let name = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(month - 1) as usize];
-    format!("{weekday}, {day:02} {name} {year} {:02}:{:02}:{:02} GMT", rem / 3600, rem % 3600 / 60, rem % 60)
+    let name = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(month - 1) as usize];
+    format!(
+        "{weekday}, {day:02} {name} {year} {:02}:{:02}:{:02} GMT",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -175,7 +197,10 @@ mod tests {
     fn formats_http_dates() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
         assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(SystemTime::UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            http_date(SystemTime::UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
     }
 
     #[test]
@@ -189,7 +214,15 @@ mod tests {
         assert!(matches!(files.resolve("/vnc.html"), Resolved::File(_)));
         assert!(matches!(files.resolve("/app/./ui.js"), Resolved::File(_)));
         assert_eq!(files.resolve("/"), Resolved::RedirectTo("vnc.html"));
-        for bad in ["/../etc/passwd", "/app/../../etc/passwd", "/%2e%2e/etc/passwd", "/escape/passwd", "/app%5c..%5cvnc.html", "/nope", "/vnc.html%00"] {
+        for bad in [
+            "/../etc/passwd",
+            "/app/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/escape/passwd",
+            "/app%5c..%5cvnc.html",
+            "/nope",
+            "/vnc.html%00",
+        ] {
             assert_eq!(files.resolve(bad), Resolved::NotFound, "{bad}");
         }
         std::fs::remove_dir_all(&dir).unwrap();

@@ -27,7 +27,10 @@ impl Target {
             return (!path.is_empty()).then(|| Self::Unix(PathBuf::from(path)));
         }
         let (host, port) = s.rsplit_once(':')?;
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         let port: u16 = port.parse().ok()?;
         if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
             return None;
@@ -108,7 +111,10 @@ impl AsyncWrite for Backend {
     ) -> std::task::Poll<std::io::Result<usize>> {
         delegate!(self, s => s.poll_write(cx, buf))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         delegate!(self, s => s.poll_flush(cx))
     }
     fn poll_shutdown(
@@ -135,10 +141,34 @@ mod tests {
 
     #[test]
     fn parses_websockify_target_syntax() {
-        assert_eq!(Target::parse(" 127.0.0.1:5901 "), Some(Target::Tcp { host: "127.0.0.1".into(), port: 5901 }));
-        assert_eq!(Target::parse("[::1]:5900"), Some(Target::Tcp { host: "::1".into(), port: 5900 }));
-        assert_eq!(Target::parse("unix_socket:/run/vnc.sock"), Some(Target::Unix("/run/vnc.sock".into())));
-        for bad in ["", "host", "host:", ":5900", "host:99999", "host:0", "unix_socket:", "a b:1"] {
+        assert_eq!(
+            Target::parse(" 127.0.0.1:5901 "),
+            Some(Target::Tcp {
+                host: "127.0.0.1".into(),
+                port: 5901
+            })
+        );
+        assert_eq!(
+            Target::parse("[::1]:5900"),
+            Some(Target::Tcp {
+                host: "::1".into(),
+                port: 5900
+            })
+        );
+        assert_eq!(
+            Target::parse("unix_socket:/run/vnc.sock"),
+            Some(Target::Unix("/run/vnc.sock".into()))
+        );
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":5900",
+            "host:99999",
+            "host:0",
+            "unix_socket:",
+            "a b:1",
+        ] {
             assert_eq!(Target::parse(bad), None, "{bad:?}");
         }
     }

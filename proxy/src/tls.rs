@@ -47,7 +47,11 @@ pub fn load_certified_key(paths: &CertPaths) -> Result<CertifiedKey, TlsError> {
         return Err(TlsError::NoCertificate(paths.cert.clone()));
     }
     let key_path = paths.key_path();
-    let key_pem = if paths.key.is_some() { read(key_path)? } else { cert_pem };
+    let key_pem = if paths.key.is_some() {
+        read(key_path)?
+    } else {
+        cert_pem
+    };
     let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
         .map_err(|e| TlsError::Read(key_path.to_owned(), e))?
         .ok_or_else(|| TlsError::NoKey(key_path.to_owned()))?;
@@ -56,7 +60,9 @@ pub fn load_certified_key(paths: &CertPaths) -> Result<CertifiedKey, TlsError> {
         reason: e.to_string(),
     })?;
     let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    certified
+        .keys_match()
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     Ok(certified)
 }
 
@@ -74,7 +80,9 @@ impl ResolvesServerCert for CurrentCert {
 type Stamp = Option<(i64, i64, u64, u64)>;
 
 fn stamp(p: &Path) -> Stamp {
-    fs::metadata(p).ok().map(|m| (m.mtime(), m.mtime_nsec(), m.ino(), m.len()))
+    fs::metadata(p)
+        .ok()
+        .map(|m| (m.mtime(), m.mtime_nsec(), m.ino(), m.len()))
 }
 
 /// The TLS side of the listener: acceptor plus reload.
@@ -87,7 +95,9 @@ pub struct TlsState {
 
 impl std::fmt::Debug for TlsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsState").field("paths", &self.paths).finish_non_exhaustive()
+        f.debug_struct("TlsState")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,11 +106,12 @@ impl TlsState {
     pub fn new(paths: CertPaths) -> Result<Self, TlsError> {
         let certified = load_certified_key(&paths)?;
         let current = Arc::new(CurrentCert(ArcSwap::from_pointee(certified)));
-        let mut config = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(current.clone());
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .map_err(|e| TlsError::Config(e.to_string()))?
+                .with_no_client_auth()
+                .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let seen = Mutex::new((stamp(&paths.cert), stamp(paths.key_path())));
         Ok(Self {

@@ -40,7 +40,11 @@ impl TokenKey {
 impl PartialEq for TokenKey {
     /// Constant time: every byte is looked at whatever the first difference.
     fn eq(&self, other: &Self) -> bool {
-        let diff = self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         std::hint::black_box(diff) == 0
     }
 }
@@ -54,7 +58,11 @@ impl std::hash::Hash for TokenKey {
 impl fmt::Debug for TokenKey {
     /// Only a short prefix of the digest, enough to correlate log lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{:02x}{:02x}{:02x}{:02x}…", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "sha256:{:02x}{:02x}{:02x}{:02x}…",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -212,7 +220,9 @@ pub fn redact_query(path_and_query: &str) -> String {
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("token") || k.eq_ignore_ascii_case("path") => format!("{k}=***"),
+            Some((k, _)) if k.eq_ignore_ascii_case("token") || k.eq_ignore_ascii_case("path") => {
+                format!("{k}=***")
+            }
             _ => pair.to_owned(),
         })
         .collect();
@@ -255,7 +265,10 @@ mod tests {
         let past = SystemTime::now() - Duration::from_secs(1);
         map.insert("old", Route::new(tcp(3)).expires_at(past));
         map.insert("old2", Route::new(tcp(3)).expires_at(past));
-        map.insert("new", Route::new(tcp(3)).expires_at(SystemTime::now() + Duration::from_secs(60)));
+        map.insert(
+            "new",
+            Route::new(tcp(3)).expires_at(SystemTime::now() + Duration::from_secs(60)),
+        );
         assert_eq!(map.lookup("old"), Lookup::Expired);
         assert_eq!(map.purge_expired(), 1);
         assert!(matches!(map.lookup("new"), Lookup::Found(_)));
@@ -282,8 +295,14 @@ mod tests {
 
     #[test]
     fn redaction_hides_token_values() {
-        assert_eq!(redact_query("/websockify?token=s3cret"), "/websockify?token=***");
-        assert_eq!(redact_query("/vnc.html?a=1&path=?token=x&TOKEN=y"), "/vnc.html?a=1&path=***&TOKEN=***");
+        assert_eq!(
+            redact_query("/websockify?token=s3cret"),
+            "/websockify?token=***"
+        );
+        assert_eq!(
+            redact_query("/vnc.html?a=1&path=?token=x&TOKEN=y"),
+            "/vnc.html?a=1&path=***&TOKEN=***"
+        );
         assert_eq!(redact_query("/plain"), "/plain");
     }
 }

@@ -8,16 +8,14 @@ pub fn percent_decode(s: &str, form: bool) -> Vec<u8> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if form => out.push(b' '),
             b => out.push(b),
         }
@@ -103,9 +101,18 @@ mod tests {
     #[test]
     fn finds_the_token_where_the_original_links_put_it() {
         assert_eq!(token_from_query(Some("token=abc")), Some("abc".into()));
-        assert_eq!(token_from_query(Some("x=1&token=a%2Bb&token=second")), Some("a+b".into()));
-        assert_eq!(token_from_query(Some("resize=remote&autoconnect=true&path=?token=T1")), Some("T1".into()));
-        assert_eq!(token_from_query(Some("path=websockify%3Ftoken%3DT2")), Some("T2".into()));
+        assert_eq!(
+            token_from_query(Some("x=1&token=a%2Bb&token=second")),
+            Some("a+b".into())
+        );
+        assert_eq!(
+            token_from_query(Some("resize=remote&autoconnect=true&path=?token=T1")),
+            Some("T1".into())
+        );
+        assert_eq!(
+            token_from_query(Some("path=websockify%3Ftoken%3DT2")),
+            Some("T2".into())
+        );
         assert_eq!(token_from_query(Some("token=abc%0A")), Some("abc".into()));
         assert_eq!(token_from_query(Some("token=")), None);
         assert_eq!(token_from_query(Some("other=1")), None);
@@ -114,10 +121,16 @@ mod tests {
 
     #[test]
     fn strips_prefixes_and_folds_slashes() {
-        assert_eq!(strip_prefix("/darts/vnc.html", "/darts"), Some("/vnc.html".into()));
+        assert_eq!(
+            strip_prefix("/darts/vnc.html", "/darts"),
+            Some("/vnc.html".into())
+        );
         assert_eq!(strip_prefix("/darts", "/darts"), Some("/".into()));
         assert_eq!(strip_prefix("/dartsx/a", "/darts"), None);
         assert_eq!(strip_prefix("//vnc.html", ""), Some("/vnc.html".into()));
-        assert_eq!(strip_prefix("/darts//app//ui.js", "/darts"), Some("/app/ui.js".into()));
+        assert_eq!(
+            strip_prefix("/darts//app//ui.js", "/darts"),
+            Some("/app/ui.js".into())
+        );
     }
 }

@@ -22,7 +22,11 @@ pub enum VersionError {
 pub fn parse(buf: &[u8]) -> Result<Option<Version>, VersionError> {
     const PATTERN: &[u8; LEN] = b"RFB 000.000\n";
     for (&b, &p) in buf.iter().zip(PATTERN.iter()) {
-        let ok = if p == b'0' { b.is_ascii_digit() } else { b == p };
+        let ok = if p == b'0' {
+            b.is_ascii_digit()
+        } else {
+            b == p
+        };
         if !ok {
             return Err(VersionError::NotRfb);
         }
@@ -43,7 +47,10 @@ mod tests {
 
     #[test]
     fn parses_versions_and_partial_input() {
-        assert_eq!(parse(b"RFB 003.008\n"), Ok(Some(Version { major: 3, minor: 8 })));
+        assert_eq!(
+            parse(b"RFB 003.008\n"),
+            Ok(Some(Version { major: 3, minor: 8 }))
+        );
         assert_eq!(parse(b"RFB 003.00"), Ok(None));
         assert_eq!(parse(b""), Ok(None));
         assert_eq!(parse(b"HTTP/1.1 200"), Err(VersionError::NotRfb));

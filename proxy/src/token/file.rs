@@ -61,7 +61,8 @@ pub fn parse(text: &str) -> (Vec<(String, Target)>, Vec<LineIssue>) {
 /// Splits at the first colon followed by white space (websockify splits on ": ").
 fn split_entry(line: &str) -> Option<(&str, &str)> {
     let bytes = line.as_bytes();
-    let at = (0..bytes.len().saturating_sub(1)).find(|&i| bytes[i] == b':' && bytes[i + 1].is_ascii_whitespace())?;
+    let at = (0..bytes.len().saturating_sub(1))
+        .find(|&i| bytes[i] == b':' && bytes[i + 1].is_ascii_whitespace())?;
     let token = line[..at].trim();
     (!token.is_empty()).then(|| (token, line[at + 1..].trim()))
 }
@@ -124,7 +125,11 @@ impl TokenFileSource {
             let state = self.lock();
             let found = state.routes.get(key).cloned();
             let age = state.checked_at.elapsed();
-            let fresh = if found.is_some() { age < RECHECK_HIT } else { age < RECHECK_MISS };
+            let fresh = if found.is_some() {
+                age < RECHECK_HIT
+            } else {
+                age < RECHECK_MISS
+            };
             if fresh {
                 return found;
             }
@@ -184,7 +189,10 @@ impl TokenFileSource {
         };
         match std::fs::read_dir(&self.path) {
             Ok(dir) => {
-                let mut stamps: Vec<Stamp> = dir.filter_map(|e| e.ok()).filter_map(|e| stamp(e.path())).collect();
+                let mut stamps: Vec<Stamp> = dir
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| stamp(e.path()))
+                    .collect();
                 stamps.sort_by(|a, b| a.path.cmp(&b.path));
                 stamps
             }
@@ -209,7 +217,10 @@ mod tests {
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[0].0, "tok1");
         assert_eq!(routes[1].1, Target::Unix("/tmp/v.sock".into()));
-        assert_eq!(issues.iter().map(|i| i.line).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(
+            issues.iter().map(|i| i.line).collect::<Vec<_>>(),
+            vec![5, 6]
+        );
     }
 
     #[test]

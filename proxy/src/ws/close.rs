@@ -57,7 +57,10 @@ mod tests {
     #[test]
     fn validates_codes_and_reasons() {
         assert_eq!(parse(&[]), PeerClose::Valid(None));
-        assert_eq!(parse(&[0x03, 0xE8, b'o', b'k']), PeerClose::Valid(Some(1000)));
+        assert_eq!(
+            parse(&[0x03, 0xE8, b'o', b'k']),
+            PeerClose::Valid(Some(1000))
+        );
         assert_eq!(parse(&[0x03]), PeerClose::Invalid);
         assert_eq!(parse(&1005u16.to_be_bytes()), PeerClose::Invalid);
         assert_eq!(parse(&[0x03, 0xE8, 0xFF]), PeerClose::Invalid);

@@ -169,7 +169,11 @@ pub fn parse_client_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, F
 }
 
 /// Encodes an unmasked, final server frame header into `out`; returns its length.
-pub fn encode_server_header(opcode: Opcode, payload_len: usize, out: &mut [u8; MAX_SERVER_HEADER]) -> usize {
+pub fn encode_server_header(
+    opcode: Opcode,
+    payload_len: usize,
+    out: &mut [u8; MAX_SERVER_HEADER],
+) -> usize {
     out[0] = 0x80 | opcode.bits();
     if payload_len < 126 {
         out[1] = payload_len as u8;
@@ -198,13 +202,28 @@ mod tests {
 
     #[test]
     fn parses_all_three_length_forms() {
-        let (h, n) = parse_client_header(&client_frame(true, 2, &[0x80 | 5])).unwrap().unwrap();
-        assert_eq!((h.payload_len, n, h.opcode, h.fin), (5, 6, Opcode::Binary, true));
-        let (h, n) = parse_client_header(&client_frame(true, 2, &[0x80 | 126, 1, 0])).unwrap().unwrap();
+        let (h, n) = parse_client_header(&client_frame(true, 2, &[0x80 | 5]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (h.payload_len, n, h.opcode, h.fin),
+            (5, 6, Opcode::Binary, true)
+        );
+        let (h, n) = parse_client_header(&client_frame(true, 2, &[0x80 | 126, 1, 0]))
+            .unwrap()
+            .unwrap();
         assert_eq!((h.payload_len, n), (256, 8));
-        let (h, n) =
-            parse_client_header(&client_frame(false, 0, &[0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0])).unwrap().unwrap();
-        assert_eq!((h.payload_len, n, h.opcode, h.fin), (1 << 32, 14, Opcode::Continuation, false));
+        let (h, n) = parse_client_header(&client_frame(
+            false,
+            0,
+            &[0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0],
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (h.payload_len, n, h.opcode, h.fin),
+            (1 << 32, 14, Opcode::Continuation, false)
+        );
         assert_eq!(h.mask, Some([1, 2, 3, 4]));
     }
 
@@ -219,11 +238,26 @@ mod tests {
 
     #[test]
     fn refuses_malformed_headers() {
-        assert_eq!(parse_client_header(&[0xC2, 0x80]), Err(FrameError::ReservedBits));
-        assert_eq!(parse_client_header(&[0x83, 0x80]), Err(FrameError::ReservedOpcode(3)));
-        assert_eq!(parse_client_header(&[0x09, 0x80]), Err(FrameError::BadControlFrame));
-        assert_eq!(parse_client_header(&[0x89, 0x80 | 126, 0, 126]), Err(FrameError::BadControlFrame));
-        assert_eq!(parse_client_header(&[0x82, 0x05]), Err(FrameError::Unmasked));
+        assert_eq!(
+            parse_client_header(&[0xC2, 0x80]),
+            Err(FrameError::ReservedBits)
+        );
+        assert_eq!(
+            parse_client_header(&[0x83, 0x80]),
+            Err(FrameError::ReservedOpcode(3))
+        );
+        assert_eq!(
+            parse_client_header(&[0x09, 0x80]),
+            Err(FrameError::BadControlFrame)
+        );
+        assert_eq!(
+            parse_client_header(&[0x89, 0x80 | 126, 0, 126]),
+            Err(FrameError::BadControlFrame)
+        );
+        assert_eq!(
+            parse_client_header(&[0x82, 0x05]),
+            Err(FrameError::Unmasked)
+        );
         let huge = client_frame(true, 2, &[0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(parse_client_header(&huge), Err(FrameError::LengthOverflow));
     }

@@ -48,7 +48,9 @@ impl HandshakeError {
             Self::MissingConnectionUpgrade => "missing 'Connection: Upgrade'",
             Self::BadKey => "missing or malformed Sec-WebSocket-Key",
             Self::UnsupportedVersion => "only websocket version 13 is supported",
-            Self::UnsupportedSubprotocol => "no supported subprotocol offered (use 'binary' or none)",
+            Self::UnsupportedSubprotocol => {
+                "no supported subprotocol offered (use 'binary' or none)"
+            }
         }
     }
 }
@@ -59,7 +61,11 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 }
 
 /// Validates an upgrade request and computes the response headers.
-pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<Accept, HandshakeError> {
+pub fn check(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<Accept, HandshakeError> {
     if method != Method::GET {
         return Err(HandshakeError::NotGet);
     }
@@ -69,13 +75,24 @@ pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<A
     if !header_has_token(headers, header::CONNECTION, "upgrade") {
         return Err(HandshakeError::MissingConnectionUpgrade);
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::BadKey)?;
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(HandshakeError::BadKey)?;
     // The key is 16 random bytes in base64: 24 characters ending in "==".
     let raw = key.as_bytes();
-    if raw.len() != 24 || !raw.ends_with(b"==") || !raw[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/') {
+    if raw.len() != 24
+        || !raw.ends_with(b"==")
+        || !raw[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+    {
         return Err(HandshakeError::BadKey);
     }
     let protocol = choose_protocol(headers)?;
@@ -118,7 +135,10 @@ fn choose_protocol(headers: &HeaderMap) -> Result<Option<HeaderValue>, Handshake
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
         v.to_str()
-            .map(|s| s.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+            .map(|s| {
+                s.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
             .unwrap_or(false)
     })
 }
@@ -127,7 +147,11 @@ fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -147,11 +171,23 @@ mod tests {
     fn request(extra: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
-        h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        h.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
         for (k, v) in extra {
-            h.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -165,24 +201,49 @@ mod tests {
 
     #[test]
     fn binary_subprotocol_is_answered_and_others_refused() {
-        let a = check(&Method::GET, Version::HTTP_11, &request(&[("sec-websocket-protocol", "base64, binary")])).unwrap();
+        let a = check(
+            &Method::GET,
+            Version::HTTP_11,
+            &request(&[("sec-websocket-protocol", "base64, binary")]),
+        )
+        .unwrap();
         assert_eq!(a.protocol.unwrap(), "binary");
-        let e = check(&Method::GET, Version::HTTP_11, &request(&[("sec-websocket-protocol", "base64")]));
+        let e = check(
+            &Method::GET,
+            Version::HTTP_11,
+            &request(&[("sec-websocket-protocol", "base64")]),
+        );
         assert_eq!(e, Err(HandshakeError::UnsupportedSubprotocol));
     }
 
     #[test]
     fn refuses_bad_requests_with_the_right_status() {
-        assert_eq!(check(&Method::POST, Version::HTTP_11, &request(&[])).unwrap_err().status(), 405);
+        assert_eq!(
+            check(&Method::POST, Version::HTTP_11, &request(&[]))
+                .unwrap_err()
+                .status(),
+            405
+        );
         let mut h = request(&[]);
         h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
-        assert_eq!(check(&Method::GET, Version::HTTP_11, &h).unwrap_err().status(), 426);
+        assert_eq!(
+            check(&Method::GET, Version::HTTP_11, &h)
+                .unwrap_err()
+                .status(),
+            426
+        );
         let mut h = request(&[]);
         h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("short"));
-        assert_eq!(check(&Method::GET, Version::HTTP_11, &h), Err(HandshakeError::BadKey));
+        assert_eq!(
+            check(&Method::GET, Version::HTTP_11, &h),
+            Err(HandshakeError::BadKey)
+        );
         let mut h = request(&[]);
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        assert_eq!(check(&Method::GET, Version::HTTP_11, &h), Err(HandshakeError::MissingConnectionUpgrade));
+        assert_eq!(
+            check(&Method::GET, Version::HTTP_11, &h),
+            Err(HandshakeError::MissingConnectionUpgrade)
+        );
     }
 
     #[test]

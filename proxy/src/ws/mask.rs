@@ -9,8 +9,15 @@
 pub fn apply(buf: &mut [u8], key: [u8; 4], offset: u64) {
     // Rotate the key so that it starts at this chunk's phase.
     let phase = (offset % 4) as usize;
-    let key = [key[phase], key[(phase + 1) % 4], key[(phase + 2) % 4], key[(phase + 3) % 4]];
-    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let key = [
+        key[phase],
+        key[(phase + 1) % 4],
+        key[(phase + 2) % 4],
+        key[(phase + 3) % 4],
+    ];
+    let wide = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
     let mut words = buf.chunks_exact_mut(8);
     for word in &mut words {
         let mut raw = [0u8; 8];
