@@ -1,34 +1,720 @@
-//! Integration tests of the gateway core on loopback.
+//! Integration tests of the gateway core on loopback: routing, TLS, websocket protocol
+//! handling, the pump's flow control, timeouts and shutdown.
 
+#[path = "support/raw.rs"]
+mod raw;
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use darts_proxy::{Route, Target, TokenMap};
+use darts_proxy::tls::CertPaths;
+use darts_proxy::{Route, Target, TokenFileSource, TokenMap};
+use futures_util::{SinkExt, StreamExt};
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+const T: Duration = Duration::from_secs(5);
+
+fn tcp(addr: SocketAddr) -> Target {
+    Target::Tcp {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
+fn routes(pairs: &[(&str, SocketAddr)]) -> TokenMap {
+    let map = TokenMap::new();
+    for (tok, addr) in pairs {
+        map.insert(tok, Route::new(tcp(*addr)));
+    }
+    map
+}
 
 #[tokio::test]
 async fn relays_both_ways_through_an_in_process_route() {
     let backend = echo_backend(b"RFB 003.008\n").await;
-    let tokens = TokenMap::new();
-    tokens.insert(
-        "tok",
-        Route::new(Target::Tcp {
-            host: "127.0.0.1".into(),
-            port: backend.port(),
-        }),
-    );
-    let gw = TestGateway::start(TestGateway::config(), tokens).await;
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("tok", backend)])).await;
     let mut ws = ws_connect(&gw.ws_url("/websockify?token=tok"), &[])
         .await
         .unwrap();
-    assert_eq!(
-        read_bytes(&mut ws, 12, Duration::from_secs(5)).await,
-        b"RFB 003.008\n"
-    );
+    assert_eq!(read_bytes(&mut ws, 12, T).await, b"RFB 003.008\n");
     send_binary(&mut ws, b"hello").await;
+    assert_eq!(read_bytes(&mut ws, 5, T).await, b"hello");
+}
+
+#[tokio::test]
+async fn routes_tokens_from_a_file_and_sees_changes_without_restart() {
+    let a = echo_backend(b"A").await;
+    let b = echo_backend(b"B").await;
+    let dir = Scratch::new("tokfile");
+    let file = dir.path("tokens.cfg");
+    std::fs::write(&file, format!("# websockify format\nalpha: {a}\n")).unwrap();
+    let tokens = TokenMap::new().with_file_source(TokenFileSource::open(&file).unwrap());
+    assert!(
+        matches!(tokens.lookup("alpha"), darts_proxy::Lookup::Found(_)),
+        "{tokens:?}"
+    );
+    let gw = TestGateway::start(TestGateway::config(), tokens).await;
+
+    let mut ws = ws_connect(&gw.ws_url("/websockify?token=alpha"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read_bytes(&mut ws, 1, T).await, b"A");
     assert_eq!(
-        read_bytes(&mut ws, 5, Duration::from_secs(5)).await,
-        b"hello"
+        ws_connect(&gw.ws_url("/?token=beta"), &[]).await.err(),
+        Some(404)
+    );
+
+    // A token added to the file works on the very next connection.
+    std::fs::write(&file, format!("alpha: {a}\nbeta: {b}\n")).unwrap();
+    let mut ws = ws_connect(&gw.ws_url("/?token=beta"), &[]).await.unwrap();
+    assert_eq!(read_bytes(&mut ws, 1, T).await, b"B");
+
+    // A removed token stops working shortly after.
+    std::fs::write(&file, format!("beta: {b}\n")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        ws_connect(&gw.ws_url("/?token=alpha"), &[]).await.err(),
+        Some(404)
+    );
+}
+
+#[tokio::test]
+async fn routes_tokens_from_a_directory_including_unix_sockets() {
+    let a = echo_backend(b"A").await;
+    let dir = Scratch::new("tokdir");
+    let sock = dir.path("vnc.sock");
+    let unix = tokio::net::UnixListener::bind(&sock).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = unix.accept().await {
+            let _ = s.write_all(b"U").await;
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink).await;
+        }
+    });
+    let tokdir = dir.path("tokens");
+    std::fs::create_dir(&tokdir).unwrap();
+    std::fs::write(tokdir.join("one.cfg"), format!("t1: {a}\n")).unwrap();
+    std::fs::write(
+        tokdir.join("two.cfg"),
+        format!("t2: unix_socket:{}\n", sock.display()),
+    )
+    .unwrap();
+    let tokens = TokenMap::new().with_file_source(TokenFileSource::open(&tokdir).unwrap());
+    let gw = TestGateway::start(TestGateway::config(), tokens).await;
+    let mut ws = ws_connect(&gw.ws_url("/websockify?token=t1"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read_bytes(&mut ws, 1, T).await, b"A");
+    let mut ws = ws_connect(&gw.ws_url("/websockify?token=t2"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read_bytes(&mut ws, 1, T).await, b"U");
+    // A new file in the directory is picked up too.
+    std::fs::write(tokdir.join("three.cfg"), format!("t3: {a}\n")).unwrap();
+    let mut ws = ws_connect(&gw.ws_url("/websockify?token=t3"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read_bytes(&mut ws, 1, T).await, b"A");
+}
+
+#[tokio::test]
+async fn original_link_shapes_route_on_any_path() {
+    let a = echo_backend(b"A").await;
+    let mut config = TestGateway::config();
+    config.web_prefix = "/darts".into();
+    let gw = TestGateway::start(config, routes(&[("T9", a)])).await;
+    for path in [
+        "/darts/vnc.html?token=T9",
+        "/darts/websockify?token=T9",
+        "/?token=T9",
+        "//darts/vnc.html?resize=remote&autoconnect=true&path=?token=T9",
+    ] {
+        let mut ws = ws_connect(&gw.ws_url(path), &[])
+            .await
+            .unwrap_or_else(|s| panic!("{path}: HTTP {s}"));
+        assert_eq!(read_bytes(&mut ws, 1, T).await, b"A", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_missing_expired_and_used_one_shot_tokens_get_404_before_upgrade() {
+    let a = echo_backend(b"A").await;
+    let tokens = routes(&[("good", a)]);
+    tokens.insert("once", Route::new(tcp(a)).one_shot(true));
+    tokens.insert(
+        "old",
+        Route::new(tcp(a)).expires_at(std::time::SystemTime::now() - Duration::from_secs(1)),
+    );
+    let gw = TestGateway::start(TestGateway::config(), tokens).await;
+    let (_, status, _) = raw::upgrade(gw.addr, "/websockify?token=nope", "").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        ws_connect(&gw.ws_url("/websockify"), &[]).await.err(),
+        Some(404)
+    );
+    assert_eq!(
+        ws_connect(&gw.ws_url("/websockify?token=old"), &[])
+            .await
+            .err(),
+        Some(404)
+    );
+    let mut ws = ws_connect(&gw.ws_url("/websockify?token=once"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read_bytes(&mut ws, 1, T).await, b"A");
+    assert_eq!(
+        ws_connect(&gw.ws_url("/websockify?token=once"), &[])
+            .await
+            .err(),
+        Some(404)
+    );
+    let (_, _, body) = http_get(gw.addr, "/metrics", "").await;
+    let metrics = String::from_utf8(body).unwrap();
+    assert!(
+        metrics.contains("darts_handshakes_total{result=\"unknown_token\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("darts_handshakes_total{result=\"expired_token\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("darts_handshakes_total{result=\"missing_token\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn origin_check_refuses_other_sites() {
+    let a = echo_backend(b"A").await;
+    let mut config = TestGateway::config();
+    config.allowed_origins = vec!["https://portal.example".into()];
+    let gw = TestGateway::start(config, routes(&[("t", a)])).await;
+    let url = gw.ws_url("/websockify?token=t");
+    assert_eq!(
+        ws_connect(&url, &[("origin", "http://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        ws_connect(&url, &[("origin", "null")]).await.err(),
+        Some(403)
+    );
+    let same = format!("http://{}", gw.addr);
+    assert!(ws_connect(&url, &[("origin", &same)]).await.is_ok());
+    assert!(ws_connect(&url, &[("origin", "https://portal.example")])
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn binary_subprotocol_is_answered_when_offered() {
+    let a = echo_backend(b"A").await;
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", a)])).await;
+    let (_, status, head) = raw::upgrade(
+        gw.addr,
+        "/?token=t",
+        "Sec-WebSocket-Protocol: binary, base64\r\n",
+    )
+    .await;
+    assert_eq!(status, 101);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: binary"),
+        "{head}"
+    );
+    let (_, status, head) = raw::upgrade(gw.addr, "/?token=t", "").await;
+    assert_eq!(status, 101);
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{head}"
+    );
+    let (_, status, _) =
+        raw::upgrade(gw.addr, "/?token=t", "Sec-WebSocket-Protocol: base64\r\n").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn unreachable_target_closes_with_1011() {
+    let closed = {
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", closed)])).await;
+    let mut ws = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    assert_eq!(expect_close(&mut ws, T).await, 1011);
+}
+
+#[tokio::test]
+async fn text_frames_are_refused_with_1003() {
+    let a = echo_backend(b"").await;
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", a)])).await;
+    let mut ws = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(expect_close(&mut ws, T).await, 1003);
+}
+
+#[tokio::test]
+async fn oversized_frames_and_messages_are_refused_with_1009() {
+    let a = echo_backend(b"").await;
+    let mut config = TestGateway::config();
+    config.max_frame = 1024;
+    config.max_message = 4096;
+    let gw = TestGateway::start(config, routes(&[("t", a)])).await;
+    let (mut s, status, _) = raw::upgrade(gw.addr, "/?token=t", "").await;
+    assert_eq!(status, 101);
+    // Only the header of a 1 GiB frame is sent: it must be refused without waiting for it.
+    let mut header = raw::frame(true, 2, &[], Some([1, 2, 3, 4]));
+    header[1] = 0x80 | 127;
+    header.splice(2..2, (1u64 << 30).to_be_bytes());
+    s.write_all(&header).await.unwrap();
+    assert_eq!(raw::read_close(&mut s, T).await, 1009);
+
+    // A fragmented message whose frames are each small but add up past the limit.
+    let (mut s, _, _) = raw::upgrade(gw.addr, "/?token=t", "").await;
+    let part = vec![7u8; 1000];
+    s.write_all(&raw::frame(false, 2, &part, Some([1, 2, 3, 4])))
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        s.write_all(&raw::frame(false, 0, &part, Some([1, 2, 3, 4])))
+            .await
+            .unwrap();
+    }
+    assert_eq!(raw::read_close(&mut s, T).await, 1009);
+}
+
+#[tokio::test]
+async fn malformed_frames_close_only_their_own_session() {
+    let a = echo_backend(b"").await;
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", a)])).await;
+    let mut good = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    for bad in [
+        raw::frame(true, 2, b"unmasked", None),
+        raw::frame(true, 3, b"reserved opcode", Some([9, 9, 9, 9])),
+        raw::frame(false, 9, b"fragmented ping", Some([9, 9, 9, 9])),
+        raw::frame(true, 0, b"continuation first", Some([9, 9, 9, 9])),
+        raw::frame(true, 8, &[0x03], Some([9, 9, 9, 9])),
+    ] {
+        let (mut s, _, _) = raw::upgrade(gw.addr, "/?token=t", "").await;
+        s.write_all(&bad).await.unwrap();
+        assert_eq!(raw::read_close(&mut s, T).await, 1002);
+    }
+    send_binary(&mut good, b"still here").await;
+    assert_eq!(read_bytes(&mut good, 10, T).await, b"still here");
+}
+
+#[tokio::test]
+async fn fragmented_messages_and_pings_are_handled() {
+    let a = echo_backend(b"").await;
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", a)])).await;
+    let (mut s, _, _) = raw::upgrade(gw.addr, "/?token=t", "").await;
+    let mut bytes = raw::frame(false, 2, b"frag", Some([5, 6, 7, 8]));
+    bytes.extend(raw::frame(true, 9, b"are you there", Some([1, 1, 1, 1])));
+    bytes.extend(raw::frame(true, 0, b"mented", Some([8, 7, 6, 5])));
+    s.write_all(&bytes).await.unwrap();
+    let mut echoed = Vec::new();
+    let mut pong = None;
+    while echoed.len() < 10 || pong.is_none() {
+        match tokio::time::timeout(T, raw::read_frame(&mut s))
+            .await
+            .unwrap()
+        {
+            Some((2, p)) => echoed.extend(p),
+            Some((10, p)) => pong = Some(p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(echoed, b"fragmented");
+    assert_eq!(pong.unwrap(), b"are you there");
+}
+
+#[tokio::test]
+async fn target_end_of_stream_delivers_everything_then_closes_1000() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let sent = payload.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(&sent).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", addr)])).await;
+    let mut ws = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    let mut got = Vec::new();
+    let code = loop {
+        match tokio::time::timeout(T, ws.next()).await.unwrap() {
+            Some(Ok(Message::Binary(b))) => got.extend_from_slice(&b),
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(got.len(), payload.len());
+    assert!(got == payload, "data arrived intact");
+    assert_eq!(code, Some(1000));
+}
+
+#[tokio::test]
+async fn browser_close_delivers_pending_input_then_ends_the_target_stream() {
+    let (addr, mut recorded) = recording_backend().await;
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", addr)])).await;
+    let mut ws = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    for chunk in data.chunks(30_000) {
+        ws.send(Message::binary(chunk.to_vec())).await.unwrap();
+    }
+    ws.close(None).await.unwrap();
+    let got = tokio::time::timeout(T, recorded.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got == data,
+        "the target got {} of {} bytes, then end of stream",
+        got.len(),
+        data.len()
+    );
+    // The gateway answered the close.
+    match tokio::time::timeout(T, ws.next()).await.unwrap() {
+        Some(Ok(Message::Close(_))) | None => {}
+        other => panic!("expected the close answer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_does_not_stop_its_input() {
+    // The target floods the browser and records what the browser sends.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        tokio::spawn(async move {
+            let block = vec![0xABu8; 64 * 1024];
+            while w.write_all(&block).await.is_ok() {}
+        });
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = r.read(&mut buf).await {
+            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", addr)])).await;
+    let (mut s, status, _) = raw::upgrade(gw.addr, "/?token=t", "").await;
+    assert_eq!(status, 101);
+    // Never read from `s`: let every buffer between target and browser fill up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut received = Vec::new();
+    for i in 0..20u8 {
+        s.write_all(&raw::binary(&[b'k', i])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while received.len() < 40 {
+        let chunk = tokio::time::timeout(T, rx.recv())
+            .await
+            .expect("keyboard input reaches the target while the screen is stalled")
+            .unwrap();
+        received.extend(chunk);
+    }
+    let expected: Vec<u8> = (0..20u8).flat_map(|i| [b'k', i]).collect();
+    assert_eq!(received, expected);
+    let (_, _, body) = http_get(gw.addr, "/metrics", "").await;
+    let metrics = String::from_utf8(body).unwrap();
+    assert!(metrics.contains("darts_sessions_open 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed_and_busy_ones_kept() {
+    let a = echo_backend(b"").await;
+    let mut config = TestGateway::config();
+    config.idle_timeout = Some(Duration::from_millis(600));
+    let gw = TestGateway::start(config, routes(&[("t", a)])).await;
+    let mut busy = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    let mut idle = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    for _ in 0..10 {
+        send_binary(&mut busy, b"x").await;
+        assert_eq!(read_bytes(&mut busy, 1, T).await, b"x");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    assert_eq!(expect_close(&mut idle, T).await, 1000);
+    assert!(started.elapsed() >= Duration::from_millis(550));
+    // The busy one outlived the idle one and still relays.
+    send_binary(&mut busy, b"y").await;
+    assert_eq!(read_bytes(&mut busy, 1, T).await, b"y");
+    assert_eq!(expect_close(&mut busy, T).await, 1000);
+}
+
+#[tokio::test]
+async fn heartbeat_pings_and_drops_browsers_that_never_answer() {
+    let a = echo_backend(b"").await;
+    let mut config = TestGateway::config();
+    config.heartbeat = Some(Duration::from_millis(200));
+    let gw = TestGateway::start(config, routes(&[("t", a)])).await;
+    // A raw client that reads but never answers pings.
+    let (mut s, _, _) = raw::upgrade(gw.addr, "/?token=t", "").await;
+    let mut pings = 0;
+    let code = tokio::time::timeout(T, async {
+        loop {
+            match raw::read_frame(&mut s).await {
+                Some((9, _)) => pings += 1,
+                Some((8, p)) => return u16::from_be_bytes([p[0], p[1]]),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(pings >= 2, "pinged {pings} times");
+    assert_eq!(code, 1001);
+    // tungstenite answers pings, so its session lives on well past the limit.
+    let mut ws = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    let pongs = tokio::time::timeout(Duration::from_millis(1200), async {
+        while let Some(Ok(m)) = ws.next().await {
+            assert!(!m.is_close(), "answering client was closed");
+        }
+    })
+    .await;
+    assert!(pongs.is_err(), "session still open after 1.2 s");
+}
+
+#[tokio::test]
+async fn slow_handshakes_time_out() {
+    let a = echo_backend(b"").await;
+    let mut config = TestGateway::config();
+    config.handshake_timeout = Duration::from_millis(300);
+    let gw = TestGateway::start(config, routes(&[("t", a)])).await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut partial = TcpStream::connect(gw.addr).await.unwrap();
+    partial
+        .write_all(b"GET /?token=t HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for s in [&mut silent, &mut partial] {
+        let mut buf = [0u8; 512];
+        let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("closed in time");
+        // Either a plain close or hyper's 408 before closing.
+        if let Ok(n) = r {
+            if n > 0 {
+                assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
+            }
+        }
+    }
+    // The gateway still serves.
+    assert!(ws_connect(&gw.ws_url("/?token=t"), &[]).await.is_ok());
+}
+
+#[tokio::test]
+async fn too_many_connections_get_503() {
+    let a = echo_backend(b"A").await;
+    let mut config = TestGateway::config();
+    config.max_connections = 2;
+    let gw = TestGateway::start(config, routes(&[("t", a)])).await;
+    let mut one = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    let _two = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    assert_eq!(
+        ws_connect(&gw.ws_url("/?token=t"), &[]).await.err(),
+        Some(503)
+    );
+    assert_eq!(read_bytes(&mut one, 1, T).await, b"A");
+    one.close(None).await.unwrap();
+    drop(one);
+    // Capacity comes back when a session ends.
+    let mut ok = false;
+    for _ in 0..50 {
+        if ws_connect(&gw.ws_url("/?token=t"), &[]).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "a slot was freed");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_sessions_with_1001() {
+    let a = echo_backend(b"A").await;
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", a)])).await;
+    let mut ws1 = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    let mut ws2 = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    assert_eq!(read_bytes(&mut ws1, 1, T).await, b"A");
+    assert_eq!(read_bytes(&mut ws2, 1, T).await, b"A");
+    gw.stop.cancel();
+    assert_eq!(expect_close(&mut ws1, T).await, 1001);
+    assert_eq!(expect_close(&mut ws2, T).await, 1001);
+    drop((ws1, ws2));
+    let drained = tokio::time::timeout(Duration::from_secs(15), gw.done)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(drained, "sessions ended within the grace period");
+    assert!(
+        TcpStream::connect(gw.addr).await.is_err(),
+        "listener closed"
+    );
+}
+
+#[tokio::test]
+async fn static_files_health_and_metrics() {
+    let dir = Scratch::new("web");
+    std::fs::create_dir(dir.path("app")).unwrap();
+    std::fs::write(dir.path("vnc.html"), "<html>novnc</html>").unwrap();
+    std::fs::write(dir.path("app/ui.js"), "export {};").unwrap();
+    std::fs::write(dir.path("app/styles.css"), "body{}").unwrap();
+    let mut config = TestGateway::config();
+    config.web_dir = Some(dir.0.clone());
+    config.web_prefix = "/darts".into();
+    let gw = TestGateway::start(config, TokenMap::new()).await;
+    let (status, head, body) = http_get(gw.addr, "/darts/vnc.html", "").await;
+    assert_eq!((status, body.as_slice()), (200, &b"<html>novnc</html>"[..]));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    let (status, head, _) = http_get(gw.addr, "/darts//app/ui.js", "").await;
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("javascript"), "{head}");
+    let (_, head, _) = http_get(gw.addr, "/darts/app/styles.css", "").await;
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/css"),
+        "{head}"
+    );
+    let (status, head, _) = http_get(gw.addr, "/darts/", "").await;
+    assert_eq!(status, 302);
+    assert!(head.contains("location: vnc.html"), "{head}");
+    for bad in [
+        "/darts/../Cargo.toml",
+        "/darts/%2e%2e/%2e%2e/etc/passwd",
+        "/darts/nope.js",
+        "/vnc.html",
+    ] {
+        assert_eq!(http_get(gw.addr, bad, "").await.0, 404, "{bad}");
+    }
+    assert_eq!(http_get(gw.addr, "/darts/healthz", "").await.0, 200);
+    let (status, head, body) = http_get(gw.addr, "/darts/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; version=0.0.4"));
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("darts_sessions_open 0"));
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /darts/vnc.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");
+}
+
+#[tokio::test]
+async fn logs_never_contain_tokens() {
+    // Token redaction helper used by every log line that shows a request path.
+    assert_eq!(
+        darts_proxy::token::redact_query("/websockify?token=SECRET"),
+        "/websockify?token=***"
+    );
+}
+
+async fn tls_gateway(dir: &Scratch, ssl_only: bool) -> (TestGateway, TestCerts) {
+    let certs = make_certs(&dir.0, "a", &["localhost", "127.0.0.1"]);
+    let backend = echo_backend(b"E").await;
+    let mut config = TestGateway::config();
+    config.tls = Some(CertPaths {
+        cert: certs.cert.clone(),
+        key: Some(certs.key.clone()),
+    });
+    config.ssl_only = ssl_only;
+    let gw = TestGateway::start(config, routes(&[("t", backend)])).await;
+    (gw, certs)
+}
+
+#[tokio::test]
+async fn tls_and_plain_share_one_port() {
+    let dir = Scratch::new("tls");
+    let (gw, certs) = tls_gateway(&dir, false).await;
+    let mut plain = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    assert_eq!(read_bytes(&mut plain, 1, T).await, b"E");
+    let url = format!("wss://localhost:{}/?token=t", gw.addr.port());
+    let mut secure = wss_connect(&url, &certs.ca_pem).await.unwrap();
+    assert_eq!(read_bytes(&mut secure, 1, T).await, b"E");
+    send_binary(&mut secure, b"over tls").await;
+    assert_eq!(read_bytes(&mut secure, 8, T).await, b"over tls");
+}
+
+#[tokio::test]
+async fn ssl_only_refuses_plain_with_a_clear_answer() {
+    let dir = Scratch::new("sslonly");
+    let (gw, certs) = tls_gateway(&dir, true).await;
+    let (status, _, body) = http_get(gw.addr, "/?token=t", "").await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("only accepts TLS"));
+    let url = format!("wss://localhost:{}/?token=t", gw.addr.port());
+    let mut secure = wss_connect(&url, &certs.ca_pem).await.unwrap();
+    assert_eq!(read_bytes(&mut secure, 1, T).await, b"E");
+}
+
+#[tokio::test]
+async fn certificate_hot_reload_keeps_open_sessions_and_refuses_bad_files() {
+    let dir = Scratch::new("reload");
+    let (gw, certs_a) = tls_gateway(&dir, false).await;
+    let url = format!("wss://localhost:{}/?token=t", gw.addr.port());
+    let mut kept = wss_connect(&url, &certs_a.ca_pem).await.unwrap();
+    assert_eq!(read_bytes(&mut kept, 1, T).await, b"E");
+
+    // Replace the files with a certificate from another CA.
+    let certs_b = make_certs(&dir.0, "b", &["localhost"]);
+    std::fs::copy(&certs_b.key, &certs_a.key).unwrap();
+    std::fs::copy(&certs_b.cert, &certs_a.cert).unwrap();
+    let mut switched = false;
+    for _ in 0..60 {
+        if wss_connect(&url, &certs_b.ca_pem).await.is_ok() {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(switched, "new connections get the new certificate");
+    assert!(
+        wss_connect(&url, &certs_a.ca_pem).await.is_err(),
+        "old certificate no longer served"
+    );
+    send_binary(&mut kept, b"still open").await;
+    assert_eq!(read_bytes(&mut kept, 10, T).await, b"still open");
+
+    // A broken certificate is refused; the current one keeps serving.
+    std::fs::write(
+        &certs_a.cert,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    gw.handle.reload_tls();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut after = wss_connect(&url, &certs_b.ca_pem)
+        .await
+        .expect("previous certificate still served");
+    assert_eq!(read_bytes(&mut after, 1, T).await, b"E");
+    let (_, _, body) = http_get(gw.addr, "/metrics", "").await;
+    let metrics = String::from_utf8(body).unwrap();
+    assert!(
+        metrics.contains("darts_tls_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("darts_tls_reloads_total{result=\"refused\"} 0"),
+        "{metrics}"
     );
 }

@@ -326,7 +326,9 @@ where
             self.on_control(header.opcode, payload.freeze());
             return Ok(true);
         }
-        self.on_data_header(&header)?;
+        if !self.on_data_header(&header) {
+            return Ok(true);
+        }
         self.up_buf.advance(header_len);
         if header.payload_len > 0 {
             self.up_frame = Some(InFrame {
@@ -338,8 +340,8 @@ where
         Ok(true)
     }
 
-    /// Checks message sequencing and size limits of a data frame.
-    fn on_data_header(&mut self, h: &FrameHeader) -> Result<(), SessionEnd> {
+    /// Checks message sequencing and size limits of a data frame; false if it was refused.
+    fn on_data_header(&mut self, h: &FrameHeader) -> bool {
         let problem = match h.opcode {
             Opcode::Text => Some((
                 close::UNSUPPORTED_DATA,
@@ -358,7 +360,7 @@ where
         };
         if let Some((code, reason)) = problem {
             self.fail(code, reason);
-            return Ok(());
+            return false;
         }
         if h.opcode == Opcode::Binary {
             self.message_len = 0;
@@ -366,10 +368,10 @@ where
         self.message_len += h.payload_len;
         if self.message_len > self.limits.max_message {
             self.fail(close::MESSAGE_TOO_BIG, "message too big");
-            return Ok(());
+            return false;
         }
         self.in_message = !h.fin;
-        Ok(())
+        true
     }
 
     fn on_control(&mut self, opcode: Opcode, payload: Bytes) {

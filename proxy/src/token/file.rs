@@ -3,15 +3,17 @@
 //!
 //! websockify's `TokenFile` re-reads every file on every connection. Here a source keeps
 //! the parsed routes and a fingerprint (size, mtime, inode of each file); a lookup
-//! re-reads the files only when the fingerprint changed, at most every `RECHECK_HIT`
-//! for a known token and `RECHECK_MISS` for an unknown one. So a token written to a file
-//! works on the next connection, and a removed one stops working within `RECHECK_HIT`.
+//! re-reads the files when the fingerprint changed (looked at on every unknown token, and
+//! at most every `RECHECK_HIT` for a known one). So a token written to a file works on the
+//! next connection, and a removed one stops working within `RECHECK_HIT`. File times have
+//! the kernel's coarse-clock granularity, so a file modified within `SETTLE` is re-read
+//! even if its fingerprint looks unchanged.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::TokenFileError;
 use crate::target::Target;
@@ -19,8 +21,8 @@ use crate::token::TokenKey;
 
 /// How stale the routes may be when a lookup finds its token.
 const RECHECK_HIT: Duration = Duration::from_millis(250);
-/// How often unknown tokens may trigger a look at the files (bounds the cost of floods).
-const RECHECK_MISS: Duration = Duration::from_millis(10);
+/// Files changed this recently are re-read whatever their fingerprint says.
+const SETTLE: Duration = Duration::from_secs(2);
 /// Token files bigger than this are refused rather than read.
 const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -75,6 +77,19 @@ struct Stamp {
     inode: u64,
 }
 
+impl Stamp {
+    fn recently_modified(&self) -> bool {
+        let mtime = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                self.mtime.0.max(0) as u64,
+                self.mtime.1.clamp(0, 999_999_999) as u32,
+            );
+        SystemTime::now()
+            .duration_since(mtime)
+            .map_or(true, |age| age < SETTLE)
+    }
+}
+
 #[derive(Debug)]
 struct State {
     fingerprint: Option<Vec<Stamp>>,
@@ -125,12 +140,7 @@ impl TokenFileSource {
             let state = self.lock();
             let found = state.routes.get(key).cloned();
             let age = state.checked_at.elapsed();
-            let fresh = if found.is_some() {
-                age < RECHECK_HIT
-            } else {
-                age < RECHECK_MISS
-            };
-            if fresh {
+            if found.is_some() && age < RECHECK_HIT {
                 return found;
             }
         }
@@ -143,14 +153,17 @@ impl TokenFileSource {
         let fingerprint = self.fingerprint();
         let mut state = self.lock();
         state.checked_at = Instant::now();
-        if !force && state.fingerprint.as_ref() == Some(&fingerprint) {
+        let settling = fingerprint.iter().any(|s| s.recently_modified());
+        if !force && !settling && state.fingerprint.as_ref() == Some(&fingerprint) {
             return;
         }
         let mut routes = HashMap::new();
         for stamp in &fingerprint {
             self.load_file(&stamp.path, stamp.len, &mut routes);
         }
-        tracing::info!(source = %self.path.display(), routes = routes.len(), "token file source loaded");
+        if state.routes.len() != routes.len() || state.fingerprint.as_ref() != Some(&fingerprint) {
+            tracing::info!(source = %self.path.display(), routes = routes.len(), "token file source loaded");
+        }
         state.routes = routes;
         state.fingerprint = Some(fingerprint);
     }
