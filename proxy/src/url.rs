@@ -57,7 +57,7 @@ pub fn token_from_query(query: Option<&str>) -> Option<String> {
 
 /// Maps a request path to a path relative to the prefix. Doubled slashes are folded
 /// (reverse proxies produce `//vnc.html`). `None` if the path is outside the prefix.
-pub fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<String> {
+pub fn strip_prefix(path: &str, prefix: &str) -> Option<String> {
     let folded = fold_slashes(path);
     if prefix.is_empty() {
         return Some(folded);

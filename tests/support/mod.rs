@@ -1,6 +1,6 @@
 //! Shared helpers for integration tests: start the gateway (in process or as the `darts`
 //! binary) on a free loopback port, fake VNC backends, a websocket client, test certificates.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

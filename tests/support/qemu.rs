@@ -124,7 +124,7 @@ pub struct Qemu {
 }
 
 impl Qemu {
-    /// Starts `qemu-system-x86_64 -accel tcg -nodefaults -vga std -display none -vnc ...`
+    /// Starts `qemu-system-x86_64 -accel tcg -nodefaults -vga std -display none -vnc ... -name NAME`
     /// with the serial port in `dir/NAME.serial`, plus `extra` arguments. Does not wait.
     pub fn spawn(dir: &Path, name: &str, vnc: VncListen, mem_mb: u32, extra: &[&str]) -> Self {
         require_program(QEMU);
@@ -134,7 +134,7 @@ impl Qemu {
         let child = Command::new(QEMU)
             .args(["-accel", "tcg,tb-size=32", "-nodefaults", "-machine", "pc"])
             .args(["-vga", "std", "-display", "none", "-m", &mem_mb.to_string()])
-            .args(["-vnc", &vnc.arg()])
+            .args(["-vnc", &vnc.arg(), "-name", name])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
             .args(extra)

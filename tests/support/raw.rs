@@ -1,6 +1,6 @@
 //! A deliberately low-level websocket client for tests that must send what a correct
 //! client never would (unmasked, oversized or malformed frames) or must not read.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
