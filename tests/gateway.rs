@@ -718,3 +718,20 @@ async fn certificate_hot_reload_keeps_open_sessions_and_refuses_bad_files() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn target_reset_closes_the_browser_with_1011() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s); // RST
+    });
+    let gw = TestGateway::start(TestGateway::config(), routes(&[("t", addr)])).await;
+    let mut ws = ws_connect(&gw.ws_url("/?token=t"), &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = ws.send(Message::binary(vec![1u8; 1000])).await;
+    assert_eq!(expect_close(&mut ws, T).await, 1011);
+}

@@ -227,7 +227,10 @@ where
             // 1. Whatever is unmasked goes to the target first (backpressure).
             if !self.up_out.is_empty() {
                 match Pin::new(&mut self.target).poll_write(cx, &self.up_out) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(SessionEnd::TargetIo),
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        self.target_write_failed();
+                        return Ok(Step::Progress);
+                    }
                     Poll::Ready(Ok(n)) => {
                         self.up_out.advance(n);
                         self.metrics.to_target(n);
@@ -246,7 +249,10 @@ where
             if self.target_needs_flush {
                 match Pin::new(&mut self.target).poll_flush(cx) {
                     Poll::Ready(Ok(())) => self.target_needs_flush = false,
-                    Poll::Ready(Err(_)) => return Err(SessionEnd::TargetIo),
+                    Poll::Ready(Err(_)) => {
+                        self.target_write_failed();
+                        return Ok(Step::Progress);
+                    }
                     Poll::Pending => return Ok(step),
                 }
             }
@@ -392,6 +398,20 @@ where
             },
             _ => {}
         }
+    }
+
+    /// The target stopped taking input: tell the browser, stop reading it.
+    fn target_write_failed(&mut self) {
+        self.close(
+            close::INTERNAL_ERROR,
+            "target connection failed",
+            SessionEnd::TargetIo,
+        );
+        self.up_buf = BytesMut::new();
+        self.up_frame = None;
+        self.up_out = Bytes::new();
+        self.target_needs_flush = false;
+        self.up_state = UpState::Done;
     }
 
     /// A protocol violation by the browser: stop reading it and close.
