@@ -1,4 +1,12 @@
 //! darts' RFB (VNC) protocol core. Sans-IO: parses and produces bytes, never touches a
-//! socket, a clock or a runtime.
+//! socket, a clock or a runtime, and checks every length a peer sends against a bound
+//! before using it. "Need more bytes" is always distinct from "malformed".
 
+pub mod client;
+pub mod error;
+pub mod security;
+pub mod server;
 pub mod version;
+pub mod vnc_auth;
+
+pub use error::RfbError;
