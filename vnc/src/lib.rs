@@ -3,9 +3,11 @@
 //! before using it. "Need more bytes" is always distinct from "malformed".
 
 pub mod client;
+pub mod client_msg;
 pub mod error;
 pub mod security;
 pub mod server;
+pub mod server_init;
 pub mod version;
 pub mod vnc_auth;
 
