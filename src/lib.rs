@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod proxy_cmd;
+pub mod qmp;
 pub mod rlimit;
 pub mod signals;
 pub mod telemetry;
