@@ -133,6 +133,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "BYTES", default_value_t = darts_proxy::config::DEFAULT_READ_CHUNK)]
     pub read_chunk: usize,
 
+    /// Relay any TCP protocol: do not check that targets speak RFB (VNC) first.
+    #[arg(long)]
+    pub raw: bool,
+
     /// Do not serve /healthz and /metrics.
     #[arg(long)]
     pub no_metrics: bool,

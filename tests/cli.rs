@@ -62,6 +62,7 @@ async fn positional_target_and_sighup_certificate_reload() {
     let darts = DartsProcess::start(
         &[
             "proxy",
+            "--raw",
             "--cert",
             a.cert.to_str().unwrap(),
             "--key",
@@ -170,7 +171,14 @@ async fn running_out_of_descriptors_does_not_kill_the_listener() {
     let mut child = Command::new("prlimit")
         .args(["--nofile=48:48", "--"])
         .arg(darts_bin())
-        .args(["proxy", "--handshake-timeout", "2", &listen, &target])
+        .args([
+            "proxy",
+            "--raw",
+            "--handshake-timeout",
+            "2",
+            &listen,
+            &target,
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("prlimit (util-linux) runs darts");

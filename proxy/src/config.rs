@@ -54,6 +54,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Serve `/metrics` and `/healthz`.
     pub expose_metrics: bool,
+    /// Check that a target speaks RFB before relaying (routes without terminated
+    /// security). Off makes the gateway a generic websocket-to-TCP relay.
+    pub rfb_check: bool,
 }
 
 impl GatewayConfig {
@@ -77,6 +80,7 @@ impl GatewayConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             expose_metrics: true,
+            rfb_check: true,
         }
     }
 

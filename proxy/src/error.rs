@@ -69,6 +69,8 @@ pub enum SessionEnd {
     TargetIo,
     /// The target could not be reached.
     TargetConnect,
+    /// The target is not a VNC server, or refused darts' credentials.
+    TargetRefused,
     /// No traffic for the idle timeout.
     IdleTimeout,
     /// The browser stopped answering heartbeat pings.
@@ -88,6 +90,7 @@ impl SessionEnd {
             Self::ClientIo => "client_io",
             Self::TargetIo => "target_io",
             Self::TargetConnect => "target_connect",
+            Self::TargetRefused => "target_refused",
             Self::IdleTimeout => "idle_timeout",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::Shutdown => "shutdown",
@@ -95,12 +98,13 @@ impl SessionEnd {
         }
     }
 
-    pub const ALL: [SessionEnd; 9] = [
+    pub const ALL: [SessionEnd; 10] = [
         Self::Closed,
         Self::ClientProtocol,
         Self::ClientIo,
         Self::TargetIo,
         Self::TargetConnect,
+        Self::TargetRefused,
         Self::IdleTimeout,
         Self::HeartbeatTimeout,
         Self::Shutdown,

@@ -13,7 +13,7 @@ use crate::client::ClientIo;
 use crate::gateway::{next_session_id, spawn_session, ConnGuard, Shared};
 use crate::metrics::Handshake;
 use crate::pump::Limits;
-use crate::session::{self, Timers};
+use crate::session::{self, SessionOptions, Timers};
 use crate::static_files::text_response;
 use crate::token::{redact_query, Lookup, Route};
 use crate::ws::handshake;
@@ -132,15 +132,18 @@ fn upgrade(
             }
         };
         let cfg = &shared2.config;
-        let limits = Limits {
-            read_chunk: cfg.read_chunk,
-            max_frame: cfg.max_frame,
-            max_message: cfg.max_message,
-        };
-        let timers = Timers {
-            connect: cfg.connect_timeout,
-            idle: cfg.idle_timeout,
-            heartbeat: cfg.heartbeat,
+        let opts = SessionOptions {
+            limits: Limits {
+                read_chunk: cfg.read_chunk,
+                max_frame: cfg.max_frame,
+                max_message: cfg.max_message,
+            },
+            timers: Timers {
+                connect: cfg.connect_timeout,
+                idle: cfg.idle_timeout,
+                heartbeat: cfg.heartbeat,
+            },
+            rfb_check: cfg.rfb_check,
         };
         let metrics = shared2.metrics.clone();
         let stop = shared2.shutdown.clone();
@@ -150,9 +153,8 @@ fn upgrade(
                 session::run(
                     parts.io.into_inner(),
                     parts.read_buf,
-                    &route.target,
-                    limits,
-                    timers,
+                    &route,
+                    &opts,
                     metrics,
                     stop,
                 )
@@ -162,9 +164,8 @@ fn upgrade(
                 session::run(
                     TokioIo::new(upgraded),
                     Bytes::new(),
-                    &route.target,
-                    limits,
-                    timers,
+                    &route,
+                    &opts,
                     metrics,
                     stop,
                 )

@@ -13,6 +13,7 @@ mod http_service;
 pub mod metrics;
 pub mod origin;
 pub mod pump;
+pub mod rfb;
 pub mod session;
 pub mod static_files;
 pub mod target;

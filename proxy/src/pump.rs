@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::error::SessionEnd;
 use crate::metrics::Metrics;
+use crate::rfb::ClientFilter;
 use crate::ws::close::{self, PeerClose};
 use crate::ws::frame::{self, FrameHeader, Opcode, MAX_SERVER_HEADER};
 use crate::ws::mask;
@@ -136,6 +137,8 @@ pub struct Pump<C, B> {
     down_frame: Option<OutFrame>,
     client_needs_flush: bool,
     ctrl: Control,
+    /// RFB message filter on browser input (view-only, clipboard cap); `None` relays raw.
+    filter: Option<ClientFilter>,
     end: Option<SessionEnd>,
     /// Last payload byte relayed in either direction (idle timeout).
     pub(crate) last_activity: Instant,
@@ -175,11 +178,18 @@ where
             down_frame: None,
             client_needs_flush: false,
             ctrl: Control::default(),
+            filter: None,
             end: None,
             last_activity: now,
             last_client_frame: now,
             close_sent_at: None,
         }
+    }
+
+    /// Filters browser input through `filter` (view-only, clipboard limits).
+    pub fn with_filter(mut self, filter: Option<ClientFilter>) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// Starts the closing handshake with `code`; `end` is what the session will report.
@@ -308,7 +318,18 @@ where
             if f.remaining == 0 {
                 self.up_frame = None;
             }
-            self.up_out = chunk.freeze();
+            match &mut self.filter {
+                None => self.up_out = chunk.freeze(),
+                Some(filter) => {
+                    let mut kept = BytesMut::with_capacity(chunk.len());
+                    if let Err(e) = filter.filter(&chunk, &mut kept) {
+                        tracing::debug!(error = %e, "browser sent a message the gateway cannot frame");
+                        self.fail(close::POLICY_VIOLATION, "unexpected RFB message");
+                        return Ok(true);
+                    }
+                    self.up_out = kept.freeze();
+                }
+            }
             return Ok(true);
         }
         let (header, header_len) = match frame::parse_client_header(&self.up_buf) {

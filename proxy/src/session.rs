@@ -14,9 +14,12 @@ use crate::config::CLOSE_LINGER;
 use crate::error::SessionEnd;
 use crate::metrics::Metrics;
 use crate::pump::{Limits, Pump};
-use crate::target::Target;
+use crate::rfb::{self, browser::BrowserError, browser::BrowserLink};
+use crate::target::Backend;
+use crate::token::Route;
 use crate::ws::close;
 use crate::ws::frame::{encode_server_header, Opcode, MAX_SERVER_HEADER};
+use darts_vnc::server::ServerHandshake;
 
 /// Timers of one session.
 #[derive(Debug, Clone, Copy)]
@@ -30,15 +33,16 @@ pub struct Timers {
 pub async fn run<C>(
     mut client: C,
     early: Bytes,
-    target: &Target,
-    limits: Limits,
-    timers: Timers,
+    route: &Route,
+    opts: &SessionOptions,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> SessionEnd
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
+    let target = &route.target;
+    let timers = opts.timers;
     let backend = tokio::select! {
         r = target.connect(timers.connect) => r,
         _ = shutdown.cancelled() => {
@@ -50,25 +54,144 @@ where
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(%target, error = %e, "target unreachable");
-            send_close(
-                &mut client,
-                close::INTERNAL_ERROR,
-                "cannot connect to the VNC server",
-            )
-            .await;
+            let reason = "The VNC server is not answering";
+            if opts.rfb_check || route.security.terminates() {
+                rfb::browser::refuse(&mut client, early, reason, timers.connect).await;
+            } else {
+                send_close(
+                    &mut client,
+                    close::INTERNAL_ERROR,
+                    "cannot connect to the VNC server",
+                )
+                .await;
+            }
             return SessionEnd::TargetConnect;
         }
     };
-    tracing::debug!(%target, "target connected");
+    let prepared = tokio::select! {
+        r = prepare(&mut client, early, backend, route, opts) => r,
+        _ = shutdown.cancelled() => Err(SessionEnd::Shutdown),
+    };
+    let (backend, early) = match prepared {
+        Ok(p) => p,
+        Err(end) => {
+            if end == SessionEnd::Shutdown {
+                send_close(&mut client, close::GOING_AWAY, "server shutting down").await;
+            }
+            return end;
+        }
+    };
+    tracing::debug!(%target, security = route.security.name(), view_only = route.view_only, "target ready");
     metrics.session_opened();
-    let end = drive(
-        Pump::new(client, backend, early, limits, metrics.clone()),
-        timers,
-        &shutdown,
-    )
-    .await;
+    let pump =
+        Pump::new(client, backend, early, opts.limits, metrics.clone()).with_filter(route.filter());
+    let end = drive(pump, timers, &shutdown).await;
     metrics.session_closed(end);
     end
+}
+
+/// What a session needs beyond its route.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOptions {
+    pub limits: Limits,
+    pub timers: Timers,
+    /// For routes without terminated security: check that the target speaks RFB before
+    /// relaying (off for non-VNC uses of the gateway).
+    pub rfb_check: bool,
+}
+
+/// The RFB phase before the pump: check or authenticate the target, and for terminated
+/// security run the browser's handshake. Returns the target stream and the browser bytes
+/// the pump starts with.
+async fn prepare<C>(
+    client: &mut C,
+    early: Bytes,
+    mut backend: Backend,
+    route: &Route,
+    opts: &SessionOptions,
+) -> Result<(Backend, Bytes), SessionEnd>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = opts.timers.connect;
+    if !route.security.terminates() {
+        if !opts.rfb_check {
+            return Ok((backend, early));
+        }
+        return match rfb::backend::check_version(&mut backend, deadline).await {
+            Ok(version) => {
+                match rfb::browser::write_frame(client, Opcode::Binary, &version).await {
+                    Ok(()) => Ok((backend, early)),
+                    Err(_) => Err(SessionEnd::ClientIo),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target = %route.target, error = %e, "target refused");
+                rfb::browser::refuse(client, early, e.browser_reason(), deadline).await;
+                Err(SessionEnd::TargetRefused)
+            }
+        };
+    }
+    let mut backend = match rfb::backend::authenticate(backend, &route.security, deadline).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(target = %route.target, security = route.security.name(), error = %e, "authentication to the target failed");
+            rfb::browser::refuse(client, early, e.browser_reason(), deadline).await;
+            return Err(SessionEnd::TargetRefused);
+        }
+    };
+    let mut link = BrowserLink::new(client, early);
+    let browser = async {
+        link.handshake(ServerHandshake::new()).await?;
+        link.client_init().await
+    };
+    if let Err(e) = tokio::time::timeout(deadline * 2, browser)
+        .await
+        .unwrap_or(Err(BrowserError::Timeout(deadline * 2)))
+    {
+        tracing::debug!(error = %e, "browser RFB handshake failed");
+        let (code, end) = match e {
+            BrowserError::Io(_) | BrowserError::Closed => (None, SessionEnd::ClientIo),
+            other => (Some(other.close_code()), SessionEnd::ClientProtocol),
+        };
+        if let Some(code) = code {
+            send_close(client, code, "RFB handshake failed").await;
+        }
+        return Err(end);
+    }
+    let init = match rfb::backend::exchange_init(&mut backend, deadline).await {
+        Ok(init) => init,
+        Err(e) => {
+            tracing::warn!(target = %route.target, error = %e, "target failed after authentication");
+            send_close(
+                client,
+                close::INTERNAL_ERROR,
+                "the VNC server stopped answering",
+            )
+            .await;
+            return Err(SessionEnd::TargetIo);
+        }
+    };
+    if link.send(&init).await.is_err() {
+        return Err(SessionEnd::ClientIo);
+    }
+    let (raw, data) = link.into_parts();
+    if !data.is_empty() {
+        // Browser input that arrived with the handshake goes through the same filter.
+        let mut kept = bytes::BytesMut::new();
+        if let Some(mut filter) = route.filter() {
+            if filter.filter(&data, &mut kept).is_err() {
+                send_close(client, close::POLICY_VIOLATION, "unexpected RFB message").await;
+                return Err(SessionEnd::ClientProtocol);
+            }
+        } else {
+            kept.extend_from_slice(&data);
+        }
+        if backend.write_all(&kept).await.is_err() {
+            return Err(SessionEnd::TargetIo);
+        }
+    }
+    Ok((backend, raw))
 }
 
 /// Runs a pump with its timers until it ends.

@@ -76,6 +76,8 @@ impl fmt::Display for Target {
 pub enum Backend {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// VeNCrypt: TLS inside the RFB handshake, on top of the TCP or unix connection.
+    Tls(Box<tokio_rustls::client::TlsStream<Backend>>),
 }
 
 macro_rules! delegate {
@@ -87,6 +89,10 @@ macro_rules! delegate {
             }
             Backend::Unix($s) => {
                 let $s = std::pin::Pin::new($s);
+                $e
+            }
+            Backend::Tls($s) => {
+                let $s = std::pin::Pin::new($s.as_mut());
                 $e
             }
         }

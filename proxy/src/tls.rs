@@ -66,6 +66,51 @@ pub fn load_certified_key(paths: &CertPaths) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
+/// A TLS client configuration for VeNCrypt x509: trust only `ca`, and present the
+/// client certificate `cert`/`key` when given (QEMU's `verify-peer=yes` requires one).
+pub fn client_config(
+    ca: &Path,
+    client: Option<&CertPaths>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let ca_pem = fs::read(ca).map_err(|e| TlsError::Read(ca.to_owned(), e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut BufReader::new(ca_pem.as_slice())) {
+        let cert = cert.map_err(|e| TlsError::Read(ca.to_owned(), e))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Config(format!("CA {}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate(ca.to_owned()));
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots);
+    let config = match client {
+        Some(paths) => {
+            // Loading it as a CertifiedKey first checks that key and certificate match.
+            let chain = load_certified_key(paths)?.cert;
+            builder
+                .with_client_auth_cert(chain, load_private_key_der(paths)?)
+                .map_err(|e| TlsError::Config(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+fn load_private_key_der(
+    paths: &CertPaths,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
+    let key_path = paths.key_path();
+    let pem = fs::read(key_path).map_err(|e| TlsError::Read(key_path.to_owned(), e))?;
+    rustls_pemfile::private_key(&mut BufReader::new(pem.as_slice()))
+        .map_err(|e| TlsError::Read(key_path.to_owned(), e))?
+        .ok_or_else(|| TlsError::NoKey(key_path.to_owned()))
+}
+
 /// Hands rustls whatever certificate is current.
 #[derive(Debug)]
 struct CurrentCert(ArcSwap<CertifiedKey>);

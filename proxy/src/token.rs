@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use ring::digest;
 
+use crate::rfb::BackendSecurity;
 use crate::target::Target;
 pub use file::TokenFileSource;
 
@@ -77,6 +78,12 @@ pub struct Route {
     pub one_shot: bool,
     /// A name for logs and metrics (e.g. a session id); never the token.
     pub label: Option<Arc<str>>,
+    /// How darts authenticates to the target's VNC server.
+    pub security: BackendSecurity,
+    /// Drop keyboard, pointer and clipboard input from this viewer.
+    pub view_only: bool,
+    /// Largest clipboard paste forwarded, in bytes; `Some(0)` disables the clipboard.
+    pub max_clipboard: Option<u32>,
 }
 
 impl Route {
@@ -86,7 +93,31 @@ impl Route {
             expires_at: None,
             one_shot: false,
             label: None,
+            security: BackendSecurity::None,
+            view_only: false,
+            max_clipboard: None,
         }
+    }
+
+    pub fn security(mut self, security: BackendSecurity) -> Self {
+        self.security = security;
+        self
+    }
+
+    pub fn view_only(mut self, view_only: bool) -> Self {
+        self.view_only = view_only;
+        self
+    }
+
+    pub fn max_clipboard(mut self, max: Option<u32>) -> Self {
+        self.max_clipboard = max;
+        self
+    }
+
+    /// The input filter this route needs, if any.
+    pub fn filter(&self) -> Option<crate::rfb::ClientFilter> {
+        (self.view_only || self.max_clipboard.is_some())
+            .then(|| crate::rfb::ClientFilter::new(self.view_only, self.max_clipboard))
     }
 
     pub fn expires_at(mut self, at: SystemTime) -> Self {
@@ -180,8 +211,8 @@ impl TokenMap {
             return Lookup::Found(route);
         }
         for source in &self.files {
-            if let Some(target) = source.lookup(&key) {
-                return Lookup::Found(Route::new(target));
+            if let Some(route) = source.lookup(&key) {
+                return Lookup::Found(route);
             }
         }
         Lookup::Unknown

@@ -28,8 +28,16 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// A config listening on 127.0.0.1 with an OS-chosen port.
+    /// A config listening on 127.0.0.1 with an OS-chosen port, relaying raw bytes (the
+    /// fake targets of most tests do not speak RFB).
     pub fn config() -> GatewayConfig {
+        let mut c = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+        c.rfb_check = false;
+        c
+    }
+
+    /// Same, with the RFB check on, as `darts proxy` runs by default.
+    pub fn rfb_config() -> GatewayConfig {
         GatewayConfig::new("127.0.0.1:0".parse().unwrap())
     }
 

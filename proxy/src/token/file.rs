@@ -16,8 +16,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::TokenFileError;
+use darts_vnc::vnc_auth::Password;
+use rustls::pki_types::ServerName;
+
+use crate::rfb::BackendSecurity;
 use crate::target::Target;
-use crate::token::TokenKey;
+use crate::tls::CertPaths;
+use crate::token::{Route, TokenKey};
 
 /// How stale the routes may be when a lookup finds its token.
 const RECHECK_HIT: Duration = Duration::from_millis(250);
@@ -30,34 +35,194 @@ const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineIssue {
     pub line: usize,
-    pub reason: &'static str,
+    pub reason: String,
 }
 
-/// Parses the text of one token file.
-pub fn parse(text: &str) -> (Vec<(String, Target)>, Vec<LineIssue>) {
-    let mut routes = Vec::new();
+/// One usable line: a token, its target, and darts' options after the target.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub line: usize,
+    pub token: String,
+    pub target: Target,
+    pub options: EntryOptions,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("line", &self.line)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// darts' extensions to websockify's format, as words after the target:
+/// `view-only`, `clipboard=BYTES` (0 disables), `security=none|vnc-password|x509|x509+password`,
+/// `password=PW` or `password-file=PATH`, `ca=PATH`, `cert=PATH`, `key=PATH`, `server-name=NAME`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EntryOptions {
+    pub view_only: bool,
+    pub clipboard: Option<u32>,
+    pub security: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for EntryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryOptions")
+            .field("view_only", &self.view_only)
+            .field("clipboard", &self.clipboard)
+            .field("security", &self.security)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EntryOptions {
+    fn set(&mut self, word: &str) -> Result<(), String> {
+        let (key, value) = word.split_once('=').unwrap_or((word, ""));
+        let path = || {
+            (!value.is_empty())
+                .then(|| PathBuf::from(value))
+                .ok_or_else(|| format!("{key} needs a path"))
+        };
+        match key {
+            "view-only" | "view_only" if value.is_empty() => self.view_only = true,
+            "clipboard" => {
+                self.clipboard = Some(
+                    value
+                        .parse()
+                        .map_err(|_| "clipboard needs a size in bytes".to_owned())?,
+                )
+            }
+            "security" => match value {
+                "none" | "vnc-password" | "x509" | "x509+password" => {
+                    self.security = Some(value.to_owned())
+                }
+                _ => {
+                    return Err("security must be none, vnc-password, x509 or x509+password".into())
+                }
+            },
+            "password" => self.password = Some(value.to_owned()),
+            "password-file" => self.password_file = Some(path()?),
+            "ca" => self.ca = Some(path()?),
+            "cert" => self.cert = Some(path()?),
+            "key" => self.key = Some(path()?),
+            "server-name" => self.server_name = Some(value.to_owned()),
+            _ => return Err(format!("unknown option {key:?}")),
+        }
+        Ok(())
+    }
+}
+
+impl Entry {
+    /// Builds the route, reading password and certificate files the options name.
+    pub fn into_route(self) -> Result<Route, String> {
+        let o = &self.options;
+        let password = match (&o.password, &o.password_file) {
+            (Some(p), _) => Some(Password::new(p.as_bytes())),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| format!("password file {}: {e}", f.display()))?;
+                Some(Password::new(
+                    text.trim_end_matches(['\n', '\r']).as_bytes(),
+                ))
+            }
+            (None, None) => None,
+        };
+        let security = match o.security.as_deref().unwrap_or(if o.ca.is_some() {
+            "x509"
+        } else if password.is_some() {
+            "vnc-password"
+        } else {
+            "none"
+        }) {
+            "none" => BackendSecurity::None,
+            "vnc-password" => BackendSecurity::VncPassword(
+                password
+                    .clone()
+                    .ok_or("vnc-password needs password= or password-file=")?,
+            ),
+            mode => {
+                let ca = o.ca.as_ref().ok_or("x509 needs ca=")?;
+                let client = match (&o.cert, &o.key) {
+                    (Some(cert), key) => Some(CertPaths {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }),
+                    (None, None) => None,
+                    (None, Some(_)) => return Err("key= needs cert=".into()),
+                };
+                let tls =
+                    crate::tls::client_config(ca, client.as_ref()).map_err(|e| e.to_string())?;
+                let name = o.server_name.clone().unwrap_or_else(|| "localhost".into());
+                let server_name =
+                    ServerName::try_from(name).map_err(|e| format!("server-name: {e}"))?;
+                let password = if mode == "x509+password" {
+                    Some(
+                        password
+                            .clone()
+                            .ok_or("x509+password needs password= or password-file=")?,
+                    )
+                } else {
+                    None
+                };
+                BackendSecurity::X509 {
+                    tls,
+                    server_name,
+                    password,
+                }
+            }
+        };
+        Ok(Route::new(self.target)
+            .security(security)
+            .view_only(o.view_only)
+            .max_clipboard(o.clipboard))
+    }
+}
+
+/// Parses the text of one token file. Pure: reads no other file.
+pub fn parse(text: &str) -> (Vec<Entry>, Vec<LineIssue>) {
+    let mut entries = Vec::new();
     let mut issues = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((token, target)) = split_entry(line) else {
-            issues.push(LineIssue {
-                line: i + 1,
-                reason: "expected 'token: host:port' or 'token: unix_socket:/path'",
-            });
+        let issue = |reason: String| LineIssue {
+            line: i + 1,
+            reason,
+        };
+        let Some((token, rest)) = split_entry(line) else {
+            issues.push(issue(
+                "expected 'token: host:port' or 'token: unix_socket:/path'".into(),
+            ));
             continue;
         };
-        match Target::parse(target) {
-            Some(t) => routes.push((token.to_owned(), t)),
-            None => issues.push(LineIssue {
+        let mut words = rest.split_whitespace();
+        let Some(target) = words.next().and_then(Target::parse) else {
+            issues.push(issue("target is not host:port or unix_socket:/path".into()));
+            continue;
+        };
+        let mut options = EntryOptions::default();
+        match words.try_for_each(|w| options.set(w)) {
+            Ok(()) => entries.push(Entry {
                 line: i + 1,
-                reason: "target is not host:port or unix_socket:/path",
+                token: token.to_owned(),
+                target,
+                options,
             }),
+            Err(reason) => issues.push(issue(reason)),
         }
     }
-    (routes, issues)
+    (entries, issues)
 }
 
 /// Splits at the first colon followed by white space (websockify splits on ": ").
@@ -93,7 +258,7 @@ impl Stamp {
 #[derive(Debug)]
 struct State {
     fingerprint: Option<Vec<Stamp>>,
-    routes: HashMap<TokenKey, Target>,
+    routes: HashMap<TokenKey, Route>,
     checked_at: Instant,
 }
 
@@ -135,7 +300,7 @@ impl TokenFileSource {
         self.len() == 0
     }
 
-    pub(crate) fn lookup(&self, key: &TokenKey) -> Option<Target> {
+    pub(crate) fn lookup(&self, key: &TokenKey) -> Option<Route> {
         {
             let state = self.lock();
             let found = state.routes.get(key).cloned();
@@ -168,7 +333,7 @@ impl TokenFileSource {
         state.fingerprint = Some(fingerprint);
     }
 
-    fn load_file(&self, path: &Path, len: u64, routes: &mut HashMap<TokenKey, Target>) {
+    fn load_file(&self, path: &Path, len: u64, routes: &mut HashMap<TokenKey, Route>) {
         if len > MAX_FILE_SIZE {
             tracing::warn!(file = %path.display(), len, "token file too large, ignored");
             return;
@@ -182,10 +347,18 @@ impl TokenFileSource {
         };
         let (entries, issues) = parse(&text);
         for issue in issues {
-            tracing::warn!(file = %path.display(), line = issue.line, reason = issue.reason, "token file line ignored");
+            tracing::warn!(file = %path.display(), line = issue.line, reason = %issue.reason, "token file line ignored");
         }
-        for (token, target) in entries {
-            routes.insert(TokenKey::of(&token), target);
+        for entry in entries {
+            let (line, key) = (entry.line, TokenKey::of(&entry.token));
+            match entry.into_route() {
+                Ok(route) => {
+                    routes.insert(key, route);
+                }
+                Err(reason) => {
+                    tracing::warn!(file = %path.display(), line, %reason, "token file line ignored")
+                }
+            }
         }
     }
 
@@ -226,10 +399,10 @@ mod tests {
     #[test]
     fn parses_websockify_format() {
         let text = "# comment\n\ntok1: 127.0.0.1:5901\n tok2:\tunix_socket:/tmp/v.sock \nbroken line\nt3: nowhere\n";
-        let (routes, issues) = parse(text);
-        assert_eq!(routes.len(), 2);
-        assert_eq!(routes[0].0, "tok1");
-        assert_eq!(routes[1].1, Target::Unix("/tmp/v.sock".into()));
+        let (entries, issues) = parse(text);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].token, "tok1");
+        assert_eq!(entries[1].target, Target::Unix("/tmp/v.sock".into()));
         assert_eq!(
             issues.iter().map(|i| i.line).collect::<Vec<_>>(),
             vec![5, 6]
@@ -238,8 +411,35 @@ mod tests {
 
     #[test]
     fn token_may_not_be_empty() {
-        let (routes, issues) = parse(": 127.0.0.1:1\n");
-        assert!(routes.is_empty());
+        let (entries, issues) = parse(": 127.0.0.1:1\n");
+        assert!(entries.is_empty());
         assert_eq!(issues.len(), 1);
+    }
+
+    #[test]
+    fn darts_options_after_the_target() {
+        let (entries, issues) = parse("v: unix_socket:/run/v.sock view-only clipboard=0\np: 127.0.0.1:5900 password=s3cret\nbad: 127.0.0.1:1 frobnicate\n");
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].reason.contains("frobnicate"));
+        let view = entries[0].clone().into_route().unwrap();
+        assert!(view.view_only);
+        assert_eq!(view.max_clipboard, Some(0));
+        let pw = entries[1].clone().into_route().unwrap();
+        assert_eq!(pw.security.name(), "vnc-password");
+        assert!(
+            !format!("{:?} {:?}", entries[1], pw).contains("s3cret"),
+            "passwords never print"
+        );
+    }
+
+    #[test]
+    fn x509_options_need_readable_files() {
+        let (entries, _) = parse("x: 127.0.0.1:5900 security=x509 ca=/nonexistent/ca.pem\ny: 127.0.0.1:5900 security=x509\n");
+        assert!(entries[0]
+            .clone()
+            .into_route()
+            .unwrap_err()
+            .contains("/nonexistent/ca.pem"));
+        assert!(entries[1].clone().into_route().unwrap_err().contains("ca="));
     }
 }
