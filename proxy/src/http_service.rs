@@ -172,6 +172,7 @@ fn upgrade(
                 .await
             }
         };
+        shared2.metrics.session_end(end);
         tracing::info!(reason = end.as_str(), "session closed");
     });
     let mut r = Response::new(Full::new(Bytes::new()));

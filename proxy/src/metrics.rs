@@ -110,8 +110,13 @@ impl Metrics {
         self.sessions_open.fetch_add(1, Relaxed);
     }
 
-    pub fn session_closed(&self, end: SessionEnd) {
+    /// A session that reached the pump has ended.
+    pub fn session_closed(&self) {
         self.sessions_open.fetch_sub(1, Relaxed);
+    }
+
+    /// Any accepted websocket ended, pumped or not; counts why.
+    pub fn session_end(&self, end: SessionEnd) {
         let i = SessionEnd::ALL.iter().position(|e| *e == end).unwrap_or(0);
         self.session_ends[i].fetch_add(1, Relaxed);
     }
@@ -273,7 +278,8 @@ mod tests {
         m.session_opened();
         m.to_client(10);
         m.handshake(Handshake::UnknownToken);
-        m.session_closed(SessionEnd::IdleTimeout);
+        m.session_closed();
+        m.session_end(SessionEnd::IdleTimeout);
         let text = m.render();
         assert!(text.contains("darts_sessions_open 0\n"));
         assert!(text.contains("darts_bytes_total{direction=\"to_client\"} 10\n"));

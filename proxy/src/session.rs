@@ -86,7 +86,7 @@ where
     let pump =
         Pump::new(client, backend, early, opts.limits, metrics.clone()).with_filter(route.filter());
     let end = drive(pump, timers, &shutdown).await;
-    metrics.session_closed(end);
+    metrics.session_closed();
     end
 }
 
@@ -114,7 +114,9 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let deadline = opts.timers.connect;
-    if !route.security.terminates() {
+    // A filter must see browser input from a message boundary, so darts then terminates
+    // the handshake itself even when the target needs no credentials.
+    if !route.security.terminates() && route.filter().is_none() {
         if !opts.rfb_check {
             return Ok((backend, early));
         }

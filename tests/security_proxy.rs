@@ -1,0 +1,363 @@
+//! darts as the RFB security proxy, against real QEMU: VNC passwords and VeNCrypt x509
+//! answered by darts while the browser gets security None, clear refusals when darts
+//! cannot authenticate, and view-only viewers whose input never reaches the VM.
+
+#[path = "support/qemu.rs"]
+mod qemu;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use darts::qmp::Qmp;
+use darts_proxy::rfb::BackendSecurity;
+use darts_proxy::tls::{client_config, CertPaths};
+use darts_proxy::{Route, Target, TokenMap};
+use darts_vnc::vnc_auth::Password;
+use qemu::RfbOverWs;
+use rustls::pki_types::ServerName;
+use support::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// QEMU with VNC on `dir/vnc.sock` (with `vnc_opts`) and QMP on `dir/qmp.sock`.
+struct Vm {
+    child: Child,
+    vnc: PathBuf,
+    qmp: PathBuf,
+}
+
+impl Vm {
+    fn start(dir: &Path, vnc_opts: &str, extra: &[String]) -> Self {
+        let vnc = dir.join("vnc.sock");
+        let qmp = dir.join("qmp.sock");
+        let child = Command::new("qemu-system-x86_64")
+            .args([
+                "-accel",
+                "tcg,tb-size=32",
+                "-nodefaults",
+                "-vga",
+                "std",
+                "-display",
+                "none",
+                "-m",
+                "128",
+            ])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .arg("-vnc")
+            .arg(format!("unix:{}{vnc_opts}", vnc.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-system-x86_64 runs (install with tests/setup.sh)");
+        let deadline = Instant::now() + T;
+        while !(vnc.exists() && qmp.exists()) {
+            assert!(Instant::now() < deadline, "QEMU sockets did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, vnc, qmp }
+    }
+
+    fn target(&self) -> Target {
+        Target::Unix(self.vnc.clone())
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn gateway(routes: Vec<(&str, Route)>) -> TestGateway {
+    let tokens = TokenMap::new();
+    for (tok, route) in routes {
+        tokens.insert(tok, route);
+    }
+    TestGateway::start(TestGateway::rfb_config(), tokens).await
+}
+
+async fn viewer(gw: &TestGateway, token: &str) -> RfbOverWs {
+    let ws = ws_connect(&gw.ws_url(&format!("/websockify?token={token}")), &[])
+        .await
+        .unwrap();
+    RfbOverWs::new(ws, T)
+}
+
+/// Expects the RFB refusal (zero security types) and returns its reason.
+async fn refusal(v: &mut RfbOverWs) -> String {
+    assert_eq!(v.read(12).await, b"RFB 003.008\n");
+    v.send(b"RFB 003.008\n").await;
+    assert_eq!(v.u8().await, 0, "zero security types means refused");
+    let len = v.u32().await as usize;
+    String::from_utf8(v.read(len).await).unwrap()
+}
+
+#[tokio::test]
+async fn vnc_password_is_answered_by_darts() {
+    let dir = Scratch::new("sec-pw");
+    let vm = Vm::start(&dir.0, ",password=on", &[]);
+    let mut qmp = Qmp::connect(&vm.qmp, T).await.unwrap();
+    qmp.set_vnc_password("s3cret12").await.unwrap();
+    let gw = gateway(vec![
+        (
+            "good",
+            Route::new(vm.target())
+                .security(BackendSecurity::VncPassword(Password::new("s3cret12"))),
+        ),
+        (
+            "bad",
+            Route::new(vm.target())
+                .security(BackendSecurity::VncPassword(Password::new("wrong-pw"))),
+        ),
+        ("none", Route::new(vm.target())),
+    ])
+    .await;
+
+    let mut v = viewer(&gw, "good").await;
+    let init = v.handshake().await; // asserts the browser is offered None
+    assert!(init.width > 0 && init.height > 0);
+    v.set_raw_rgb32().await;
+    let frame = v.full_frame(40).await;
+    assert_eq!(frame.area, u64::from(v.width) * u64::from(v.height));
+
+    let mut v = viewer(&gw, "bad").await;
+    let reason = refusal(&mut v).await;
+    assert!(reason.contains("could not authenticate"), "{reason}");
+    assert_eq!(v.expect_close(T).await, 1011);
+
+    // Without darts' password the browser would be asked for one (passthrough).
+    let mut v = viewer(&gw, "none").await;
+    assert_eq!(v.read(12).await, b"RFB 003.008\n");
+    v.send(b"RFB 003.008\n").await;
+    let n = v.u8().await as usize;
+    assert_eq!(
+        v.read(n).await,
+        vec![2],
+        "QEMU itself asks for VNC authentication"
+    );
+    let (_, _, body) = http_get(gw.addr, "/metrics", "").await;
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("darts_session_ends_total{reason=\"target_refused\"} 1"));
+}
+
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let ok = Command::new("bash")
+        .arg(qemu::repo_path("certs/gen-test-ca.sh"))
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("openssl via certs/gen-test-ca.sh")
+        .success();
+    assert!(ok, "certificate generation failed");
+    out
+}
+
+fn x509(ca_dir: &Path, client_dir: Option<&Path>, password: Option<&str>) -> BackendSecurity {
+    let client = client_dir.map(|d| CertPaths {
+        cert: d.join("client/client-cert.pem"),
+        key: Some(d.join("client/client-key.pem")),
+    });
+    BackendSecurity::X509 {
+        tls: client_config(&ca_dir.join("client/ca-cert.pem"), client.as_ref()).unwrap(),
+        server_name: ServerName::try_from("localhost").unwrap(),
+        password: password.map(Password::new),
+    }
+}
+
+#[tokio::test]
+async fn vencrypt_x509_with_client_certificate() {
+    let dir = Scratch::new("sec-x509");
+    let good = make_ca(&dir.0, "pki");
+    let other = make_ca(&dir.0, "other");
+    let creds = format!(
+        "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=yes",
+        good.join("server").display()
+    );
+    let vm = Vm::start(&dir.0, ",tls-creds=tls0", &["-object".into(), creds]);
+    let gw = gateway(vec![
+        (
+            "ok",
+            Route::new(vm.target()).security(x509(&good, Some(&good), None)),
+        ),
+        (
+            "nocert",
+            Route::new(vm.target()).security(x509(&good, None, None)),
+        ),
+        (
+            "othercert",
+            Route::new(vm.target()).security(x509(&good, Some(&other), None)),
+        ),
+        (
+            "wrongca",
+            Route::new(vm.target()).security(x509(&other, Some(&good), None)),
+        ),
+        ("plain", Route::new(vm.target())),
+    ])
+    .await;
+
+    // QEMU with x509 needs up to a second before it answers the first time.
+    let mut v = viewer(&gw, "ok").await;
+    v.handshake().await;
+    v.set_raw_rgb32().await;
+    let frame = v.full_frame(40).await;
+    assert_eq!(frame.area, u64::from(v.width) * u64::from(v.height));
+
+    for token in ["nocert", "othercert", "wrongca"] {
+        let mut v = viewer(&gw, token).await;
+        let reason = refusal(&mut v).await;
+        assert!(
+            reason.contains("could not authenticate"),
+            "{token}: {reason}"
+        );
+        assert_eq!(v.expect_close(T).await, 1011, "{token}");
+    }
+    // A browser reaching QEMU directly sees only VeNCrypt, which noVNC cannot do over TLS.
+    let mut v = viewer(&gw, "plain").await;
+    assert_eq!(v.read(12).await, b"RFB 003.008\n");
+    v.send(b"RFB 003.008\n").await;
+    let n = v.u8().await as usize;
+    assert_eq!(v.read(n).await, vec![19]);
+}
+
+#[tokio::test]
+async fn x509_plus_password() {
+    let dir = Scratch::new("sec-x509pw");
+    let pki = make_ca(&dir.0, "pki");
+    let creds = format!(
+        "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=yes",
+        pki.join("server").display()
+    );
+    let vm = Vm::start(
+        &dir.0,
+        ",tls-creds=tls0,password=on",
+        &["-object".into(), creds],
+    );
+    let mut qmp = Qmp::connect(&vm.qmp, T).await.unwrap();
+    qmp.set_vnc_password("pw4x509").await.unwrap();
+    let gw = gateway(vec![
+        (
+            "ok",
+            Route::new(vm.target()).security(x509(&pki, Some(&pki), Some("pw4x509"))),
+        ),
+        (
+            "badpw",
+            Route::new(vm.target()).security(x509(&pki, Some(&pki), Some("nope"))),
+        ),
+    ])
+    .await;
+    let mut v = viewer(&gw, "ok").await;
+    v.handshake().await;
+    v.set_raw_rgb32().await;
+    v.full_frame(40).await;
+    let mut v = viewer(&gw, "badpw").await;
+    assert!(refusal(&mut v).await.contains("could not authenticate"));
+}
+
+#[tokio::test]
+async fn targets_that_are_not_vnc_servers_are_refused_clearly() {
+    let http = echo_backend(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    let closed = {
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let tcp = |a: std::net::SocketAddr| Target::Tcp {
+        host: a.ip().to_string(),
+        port: a.port(),
+    };
+    let gw = gateway(vec![
+        ("http", Route::new(tcp(http))),
+        ("closed", Route::new(tcp(closed))),
+    ])
+    .await;
+    let mut v = viewer(&gw, "http").await;
+    assert!(refusal(&mut v).await.contains("not a VNC server"));
+    assert_eq!(v.expect_close(T).await, 1011);
+    let mut v = viewer(&gw, "closed").await;
+    assert!(refusal(&mut v).await.contains("not answering"));
+}
+
+/// Types `text` as RFB key events (press and release).
+async fn type_keys(v: &mut RfbOverWs, text: &str) {
+    for c in text.chars() {
+        let sym: u32 = if c == '\n' { 0xff0d } else { c as u32 };
+        for down in [1u8, 0] {
+            let mut m = vec![4, down, 0, 0];
+            m.extend_from_slice(&sym.to_be_bytes());
+            v.send(&m).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn view_only_input_never_reaches_the_vm() {
+    let dir = Scratch::new("sec-viewonly");
+    let g = qemu::guest();
+    let serial = dir.path("serial.txt");
+    let vm = Vm::start(
+        &dir.0,
+        "",
+        &[
+            "-kernel".into(),
+            g.kernel.display().to_string(),
+            "-initrd".into(),
+            g.initrd.display().to_string(),
+            "-append".into(),
+            "console=tty0 quiet e2e.boot=viewonly".into(),
+            "-serial".into(),
+            format!("file:{}", serial.display()),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(&serial)
+        .unwrap_or_default()
+        .contains("E2E-GUEST-READY")
+    {
+        assert!(Instant::now() < deadline, "guest did not boot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let gw = gateway(vec![
+        ("full", Route::new(vm.target())),
+        ("view", Route::new(vm.target()).view_only(true)),
+    ])
+    .await;
+    let mut full = viewer(&gw, "full").await;
+    full.handshake().await;
+    full.set_raw_rgb32().await;
+    let mut view = viewer(&gw, "view").await;
+    view.handshake().await;
+    view.set_raw_rgb32().await;
+    let before = full.full_frame(40).await.nonblack;
+
+    type_keys(&mut view, "echo view-only-viewer-typed-this\n").await;
+    let pointer = [5u8, 1, 0, 100, 0, 100];
+    view.send(&pointer).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_view = full.full_frame(40).await.nonblack;
+    // The view-only viewer still gets the screen.
+    assert!(view.full_frame(40).await.nonblack > 0);
+
+    type_keys(&mut full, "echo full-control-viewer-typed-this\n").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_full = full.full_frame(40).await.nonblack;
+    let delta_view = after_view.abs_diff(before);
+    let delta_full = after_full.abs_diff(after_view);
+    assert!(
+        delta_view < 200,
+        "view-only typing changed {delta_view} pixels"
+    );
+    assert!(
+        delta_full > 1000,
+        "full-control typing changed only {delta_full} pixels"
+    );
+}
