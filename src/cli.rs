@@ -24,6 +24,36 @@ pub enum Command {
         after_help = "Examples:\n  darts proxy --web /usr/share/novnc --token-plugin TokenFile --token-source /etc/darts/tokens 6080\n  darts proxy --cert cert.pem --key key.pem 0.0.0.0:443 127.0.0.1:5901\n  darts proxy --unix-target /run/vnc.sock 127.0.0.1:6080"
     )]
     Proxy(Box<ProxyArgs>),
+    /// Certificates for VNC over TLS between darts and QEMU (VeNCrypt x509).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a CA, a server certificate for QEMU and a client certificate for darts.
+    Init(CertsInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsInitArgs {
+    /// Directory to create (DIR/ca, DIR/server for QEMU's tls-creds-x509 dir=, DIR/client for darts).
+    pub dir: PathBuf,
+    /// Name or address of the VNC server, for its certificate (repeatable; default localhost and 127.0.0.1).
+    #[arg(long)]
+    pub server_name: Vec<String>,
+    /// Common name of darts' client certificate.
+    #[arg(long, default_value = "darts")]
+    pub client_name: String,
+    /// Validity in days.
+    #[arg(long, default_value_t = 825)]
+    pub days: i64,
+    /// Also write an empty certificate revocation list (ca-crl.pem).
+    #[arg(long)]
+    pub crl: bool,
+    /// Replace an existing CA.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -198,7 +228,9 @@ mod tests {
             "127.0.0.1:6080",
         ])
         .unwrap();
-        let Command::Proxy(a) = cli.command;
+        let Command::Proxy(a) = cli.command else {
+            panic!("proxy")
+        };
         assert_eq!(a.token_source.unwrap(), PathBuf::from("/tmp/t"));
         assert_eq!(a.heartbeat, Some(30.0));
         let cli = Cli::try_parse_from([
@@ -211,7 +243,9 @@ mod tests {
             "localhost:5901",
         ])
         .unwrap();
-        let Command::Proxy(a) = cli.command;
+        let Command::Proxy(a) = cli.command else {
+            panic!("proxy")
+        };
         assert_eq!(a.target.as_deref(), Some("localhost:5901"));
         assert!(
             Cli::try_parse_from(["darts", "proxy", "--ssl-only", "6080"]).is_err(),

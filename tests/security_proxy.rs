@@ -361,3 +361,110 @@ async fn view_only_input_never_reaches_the_vm() {
         "full-control typing changed only {delta_full} pixels"
     );
 }
+
+#[tokio::test]
+async fn darts_certs_init_makes_material_qemu_and_darts_accept() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("sec-certs");
+    let pki = dir.path("pki");
+    let out = Command::new(darts_bin())
+        .args(["certs", "init"])
+        .arg(&pki)
+        .arg("--crl")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |rel: &str| {
+        std::fs::metadata(pki.join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("ca/ca-key.pem"), 0o600);
+    assert_eq!(mode("server/server-key.pem"), 0o640);
+    assert_eq!(mode("client/client-key.pem"), 0o600);
+    assert_eq!(mode("server"), 0o750);
+    assert_eq!(mode("server/server-cert.pem"), 0o644);
+    assert!(pki.join("server/ca-crl.pem").is_file());
+    // A second init refuses to overwrite the CA.
+    let again = Command::new(darts_bin())
+        .args(["certs", "init"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    let creds = format!(
+        "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=yes",
+        pki.join("server").display()
+    );
+    let vm = Vm::start(&dir.0, ",tls-creds=tls0", &["-object".into(), creds]);
+    let gw = gateway(vec![(
+        "ok",
+        Route::new(vm.target()).security(x509(&pki, Some(&pki), None)),
+    )])
+    .await;
+    let mut v = viewer(&gw, "ok").await;
+    v.handshake().await;
+    v.set_raw_rgb32().await;
+    v.full_frame(40).await;
+}
+
+#[tokio::test]
+async fn token_file_options_configure_security_through_darts_proxy() {
+    let dir = Scratch::new("sec-tokfile");
+    let pki = dir.path("pki");
+    assert!(Command::new(darts_bin())
+        .args(["certs", "init"])
+        .arg(&pki)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let creds = format!(
+        "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=yes",
+        pki.join("server").display()
+    );
+    let vm = Vm::start(&dir.0, ",tls-creds=tls0", &["-object".into(), creds]);
+    let c = pki.join("client");
+    let tokens = dir.path("tokens.cfg");
+    std::fs::write(
+        &tokens,
+        format!(
+            "vm1: unix_socket:{sock} security=x509 ca={ca} cert={cert} key={key}\nvm1-view: unix_socket:{sock} security=x509 ca={ca} cert={cert} key={key} view-only\n",
+            sock = vm.vnc.display(),
+            ca = c.join("ca-cert.pem").display(),
+            cert = c.join("client-cert.pem").display(),
+            key = c.join("client-key.pem").display(),
+        ),
+    )
+    .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = addr.to_string();
+    let _darts = DartsProcess::start(
+        &[
+            "proxy",
+            "--token-plugin",
+            "TokenFile",
+            "--token-source",
+            tokens.to_str().unwrap(),
+            &listen,
+        ],
+        addr,
+    );
+    for token in ["vm1", "vm1-view"] {
+        let ws = ws_connect(&format!("ws://{addr}/websockify?token={token}"), &[])
+            .await
+            .unwrap();
+        let mut v = RfbOverWs::new(ws, T);
+        v.handshake().await;
+        v.set_raw_rgb32().await;
+        v.full_frame(40).await;
+    }
+}
