@@ -281,3 +281,86 @@ fn truncated_input_always_asks_for_more() {
         assert_eq!(status, Ok(Status::NeedMore), "cut {cut}");
     }
 }
+
+/// Deterministic pseudo-random numbers for property tests (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn random_chunkings_of_valid_handshakes_agree() {
+    let challenge = [0x42u8; 16];
+    let script = concat(&[
+        b"RFB 003.008\n",
+        &[1, 19],
+        &[0, 2],
+        &[0],
+        &[2],
+        &be32(260),
+        &be32(261),
+        &[1],
+        &challenge,
+        &be32(0),
+    ]);
+    let whole = drive(config(Transport::X509, Some("pw")), &script, usize::MAX);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..500 {
+        let chunk = 1 + (rng.next() % 9) as usize;
+        assert_eq!(
+            drive(config(Transport::X509, Some("pw")), &script, chunk),
+            whole
+        );
+    }
+}
+
+#[test]
+fn random_and_mutated_server_bytes_never_panic() {
+    let valid = concat(&[
+        b"RFB 003.008\n",
+        &[1, 19],
+        &[0, 2],
+        &[0],
+        &[2],
+        &be32(260),
+        &be32(261),
+        &[1],
+        &[7u8; 16],
+        &be32(1),
+        &be32(3),
+        b"bad",
+    ]);
+    let mut rng = Rng(7);
+    for round in 0..5000 {
+        let mut input = if round % 2 == 0 {
+            valid.clone()
+        } else {
+            (0..(rng.next() % 64)).map(|_| rng.next() as u8).collect()
+        };
+        if round % 2 == 0 {
+            for _ in 0..=(rng.next() % 4) {
+                let i = (rng.next() as usize) % input.len();
+                input[i] = rng.next() as u8;
+            }
+        }
+        for transport in [Transport::Plain, Transport::X509, Transport::AnonTls] {
+            let (out, _, tls) = drive(
+                config(transport, Some("pw")),
+                &input,
+                1 + (rng.next() % 5) as usize,
+            );
+            assert!(
+                out.len() <= 12 + 1 + 2 + 4 + 16,
+                "client output stays small: {}",
+                out.len()
+            );
+            assert!(tls <= 1);
+        }
+    }
+}
