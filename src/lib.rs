@@ -1,6 +1,8 @@
 //! darts: QEMU desktops in the browser. This crate is the composition root: command
 //! line, logging, signals and process limits, wired to the gateway in `darts-proxy`.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod certs;
 pub mod cli;
 pub mod proxy_cmd;

@@ -726,7 +726,7 @@ async fn target_reset_closes_the_browser_with_1011() {
     tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        s.set_linger(Some(Duration::ZERO)).unwrap();
+        s.set_zero_linger().unwrap();
         drop(s); // RST
     });
     let gw = TestGateway::start(TestGateway::config(), routes(&[("t", addr)])).await;

@@ -5,6 +5,8 @@
 //! through the `TokenMap` (which token goes where, until when) and the `GatewayHandle`.
 //! See `LIFECYCLE.md` for the path of one connection.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod client;
 pub mod config;
 pub mod error;

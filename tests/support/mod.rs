@@ -283,10 +283,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `darts` process, killed on drop.
+/// A `darts` process, killed on drop. Its stderr is read continuously (so a chatty
+/// process never blocks on a full pipe) into `log`.
 pub struct DartsProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl DartsProcess {
@@ -299,9 +301,31 @@ impl DartsProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("darts starts");
-        let mut p = Self { child, addr };
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut child = child;
+        if let Some(mut err) = child.stderr.take() {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = err.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+        }
+        let mut p = Self { child, addr, log };
         p.wait_ready();
         p
+    }
+
+    /// Everything darts wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     fn wait_ready(&mut self) {
@@ -332,12 +356,9 @@ impl DartsProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (status.success(), err);
+                // Give the reader thread a moment to collect the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.success(), self.log_text());
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();

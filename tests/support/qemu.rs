@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -68,7 +69,7 @@ pub struct Guest {
 pub fn guest() -> Guest {
     let dir = std::env::var_os("DARTS_E2E_GUEST")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("e2e-guest"));
+        .unwrap_or_else(|| repo_path("target/e2e-guest"));
     let dir = if dir.is_absolute() {
         dir
     } else {
@@ -187,7 +188,9 @@ impl Qemu {
         let sock = dir.join(format!("{name}.vnc"));
         let kernel = g.kernel.to_string_lossy().into_owned();
         let initrd = g.initrd.to_string_lossy().into_owned();
-        let append = format!("console=tty0 quiet e2e.boot={name}");
+        // Kernel warnings and panics go to the serial log too (for failure reports); the
+        // last console, tty0, is /dev/console, so the banner and the shell are on the screen.
+        let append = format!("console=ttyS0 console=tty0 quiet e2e.boot={name}");
         let mut q = Self::spawn(
             dir,
             name,
@@ -197,6 +200,44 @@ impl Qemu {
         );
         q.wait_vnc(Duration::from_secs(20));
         q
+    }
+
+    /// `guest_unix` until the guest's shell is up (its serial marker `E2E-GUEST-READY`).
+    /// A boot that shows no marker within `per_try` is reported on stderr, with its serial
+    /// log, and tried once more in a fresh QEMU (under heavy host load a TCG boot has been
+    /// seen to stall); the second failure panics.
+    pub fn guest_unix_booted(dir: &Path, name: &str, per_try: Duration) -> Self {
+        for attempt in 1..=2 {
+            let mut q = Self::guest_unix(dir, name);
+            let deadline = Instant::now() + per_try;
+            while Instant::now() < deadline {
+                if q.serial_text().contains("E2E-GUEST-READY") {
+                    return q;
+                }
+                if let Ok(Some(status)) = q.child.try_wait() {
+                    panic!(
+                        "QEMU exited with {status} while booting the guest;\nserial:\n{}\nlog:\n{}",
+                        q.serial_text(),
+                        q.log_text()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let serial = q.serial_text();
+            let tail: Vec<&str> = serial.lines().rev().take(15).collect();
+            eprintln!(
+                "WARNING: guest boot {attempt} showed no E2E-GUEST-READY within {per_try:?}; \
+                 last serial lines (newest first):\n{}\nQEMU log:\n{}",
+                tail.join("\n"),
+                q.log_text()
+            );
+            q.kill();
+            let _ = std::fs::remove_file(&q.serial);
+            if let VncListen::Unix(sock) = &q.vnc {
+                let _ = std::fs::remove_file(sock);
+            }
+        }
+        panic!("the test guest did not boot in two tries of {per_try:?} each (see stderr)");
     }
 
     pub fn pid(&self) -> u32 {
@@ -292,6 +333,19 @@ fn vnc_greets(vnc: &VncListen) -> bool {
     }
 }
 
+/// Reads a `DartsProcess`'s piped stderr in a thread, so that its debug logging can never fill
+/// the pipe and block the gateway; returns the text read so far, for failure messages.
+pub fn drain_stderr(darts: &mut crate::support::DartsProcess) -> Arc<Mutex<String>> {
+    darts.log.clone()
+}
+
+/// The last `n` lines of a drained log.
+pub fn tail(log: &Mutex<String>, n: usize) -> String {
+    let text = log.lock().map(|t| t.clone()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// A VNC display number whose loopback port (5900 + N) is free right now.
 pub fn free_vnc_display() -> u16 {
     for _ in 0..200 {
@@ -343,6 +397,9 @@ pub struct RfbOverWs {
     timeout: Duration,
     /// Set by `handshake`.
     pub bytes_per_pixel: usize,
+    /// The current screen size: from ServerInit, then from DesktopSize rectangles.
+    pub width: u16,
+    pub height: u16,
 }
 
 impl RfbOverWs {
@@ -353,6 +410,8 @@ impl RfbOverWs {
             pos: 0,
             timeout,
             bytes_per_pixel: 4,
+            width: 0,
+            height: 0,
         }
     }
 
@@ -430,6 +489,7 @@ impl RfbOverWs {
             "implausible desktop name length {name_len}"
         );
         let name = String::from_utf8_lossy(&self.read(name_len).await).into_owned();
+        (self.width, self.height) = (width, height);
         ServerInit {
             width,
             height,
@@ -438,21 +498,56 @@ impl RfbOverWs {
         }
     }
 
+    /// Version 3.8, then expects the server to refuse with zero security types and a reason
+    /// (RFB 3.8 section 7.1.2); returns the reason.
+    pub async fn handshake_refused(&mut self) -> String {
+        let version = self.read(12).await;
+        assert_eq!(version, b"RFB 003.008\n");
+        self.send(b"RFB 003.008\n").await;
+        let n = self.u8().await;
+        assert_eq!(n, 0, "expected a refusal (0 security types), got {n} types");
+        let len = self.u32().await as usize;
+        assert!(len < 4096, "implausible reason length {len}");
+        String::from_utf8_lossy(&self.read(len).await).into_owned()
+    }
+
     /// SetPixelFormat 32 bpp true colour (little endian, 8 bits per channel) and
-    /// SetEncodings [Raw].
+    /// SetEncodings [Raw, DesktopSize].
     pub async fn set_raw_rgb32(&mut self) {
         let mut m = vec![0u8, 0, 0, 0];
         m.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
         self.send(&m).await;
-        self.send(&[2, 0, 0, 1, 0, 0, 0, 0]).await;
+        let mut m = vec![2u8, 0, 0, 2];
+        m.extend_from_slice(&0i32.to_be_bytes());
+        m.extend_from_slice(&(-223i32).to_be_bytes());
+        self.send(&m).await;
         self.bytes_per_pixel = 4;
     }
 
-    pub async fn request_update(&mut self, incremental: bool, w: u16, h: u16) {
+    /// FramebufferUpdateRequest for the whole current screen.
+    pub async fn request_update(&mut self, incremental: bool) {
         let mut m = vec![3u8, u8::from(incremental), 0, 0, 0, 0];
-        m.extend_from_slice(&w.to_be_bytes());
-        m.extend_from_slice(&h.to_be_bytes());
+        m.extend_from_slice(&self.width.to_be_bytes());
+        m.extend_from_slice(&self.height.to_be_bytes());
         self.send(&m).await;
+    }
+
+    /// Asks for full frames until one covers the whole screen (the firmware changes video
+    /// modes while it starts, which arrives as DesktopSize updates); panics after `tries`.
+    pub async fn full_frame(&mut self, tries: usize) -> Update {
+        let mut seen = Vec::new();
+        for _ in 0..tries {
+            self.request_update(false).await;
+            let u = self.next_update().await;
+            if !u.rects.is_empty() && u.area == u64::from(self.width) * u64::from(self.height) {
+                return u;
+            }
+            seen.push(u.rects);
+        }
+        panic!(
+            "no full-screen update for {}x{} in {tries} tries; rectangles seen: {seen:?}",
+            self.width, self.height
+        );
     }
 
     /// Reads server messages until a FramebufferUpdate and decodes it. Skips Bell and
@@ -500,7 +595,7 @@ impl RfbOverWs {
                         .filter(|p| p[..3].iter().any(|&c| c != 0))
                         .count() as u64;
                 }
-                -223 => {} // DesktopSize: header only
+                -223 => (self.width, self.height) = (w, h), // DesktopSize: header only
                 other => panic!("unexpected rectangle encoding {other} (asked for Raw only)"),
             }
         }

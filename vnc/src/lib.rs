@@ -2,6 +2,8 @@
 //! socket, a clock or a runtime, and checks every length a peer sends against a bound
 //! before using it. "Need more bytes" is always distinct from "malformed".
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod client;
 pub mod client_msg;
 pub mod error;

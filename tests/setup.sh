@@ -1,0 +1,147 @@
+#!/bin/bash
+# tests/setup.sh [all | qemu guest browser fuzz ...]
+#
+# Installs what darts' tests and demo need on a Debian 12 (bookworm) machine, as root.
+# Idempotent: every step checks first and does nothing when its work is already done.
+#
+#   qemu     qemu-system-x86 from bookworm-backports (matches the qemu-utils 10 of the image;
+#            bookworm's own 7.2 would make apt remove qemu-utils)
+#   guest    busybox-static cpio syslinux mtools, then the tiny test guest (kernel + busybox
+#            initrd + raw disk) built by tests/e2e/make-guest.sh into $DARTS_E2E_GUEST
+#            (default target/e2e-guest)
+#   browser  chromium fonts-liberation novnc websockify, and `npm ci` in tests/e2e/node
+#            (playwright-core drives Debian's chromium; no browser download)
+#   fuzz     cargo-fuzz, when `cargo fuzz --version` fails
+#
+# Prints how long each step took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export DEBIAN_FRONTEND=noninteractive
+
+parts=" ${*:-all} "
+want() { [[ $parts == *" all "* || $parts == *" $1 "* ]]; }
+
+timings=()
+step() { # step NAME COMMAND...
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "==> setup: $name"
+  "$@"
+  timings+=("$(printf '%-28s %4d s' "$name" $((SECONDS - t0)))")
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+installed() { # installed PKG... -> true if every package is installed
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || return 1
+  done
+}
+
+APT_UPDATED=0
+apt_update() {
+  if [ "$APT_UPDATED" = 0 ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+}
+
+apt_install() { # apt_install [-t SUITE] PKG...
+  apt_update
+  as_root apt-get install -y -qq --no-install-recommends "$@" > /dev/null
+}
+
+qemu_ok() {
+  installed qemu-system-x86 qemu-utils || return 1
+  local v
+  v=$(dpkg-query -W -f='${Version}' qemu-system-x86)
+  dpkg --compare-versions "$v" ge '1:8' # the backports build, not bookworm's 7.2
+}
+
+install_qemu() {
+  if qemu_ok; then
+    echo "qemu-system-x86 $(dpkg-query -W -f='${Version}' qemu-system-x86) already installed"
+    return
+  fi
+  # Add the backports suite to the machine's existing Debian source.
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      as_root sed -i '0,/^Suites: bookworm bookworm-updates$/s//Suites: bookworm bookworm-updates bookworm-backports/' \
+        /etc/apt/sources.list.d/debian.sources
+    fi
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      # A classic sources.list: reuse its first Debian mirror line.
+      local line
+      line=$(grep -hE '^deb +[^ ]+ +bookworm +' /etc/apt/sources.list 2>/dev/null | head -1 || true)
+      [ -n "$line" ] || { echo "cannot find a bookworm apt source to add bookworm-backports to" >&2; exit 1; }
+      echo "$line" | sed -E 's/ bookworm / bookworm-backports /' | as_root tee /etc/apt/sources.list.d/bookworm-backports.list > /dev/null
+    fi
+    APT_UPDATED=0
+  fi
+  apt_install -t bookworm-backports qemu-system-x86 qemu-utils
+  qemu-system-x86_64 --version | head -1
+}
+
+GUEST_PKGS=(busybox-static cpio syslinux syslinux-common mtools)
+BROWSER_PKGS=(chromium fonts-liberation novnc websockify)
+
+install_guest_tools() {
+  if installed "${GUEST_PKGS[@]}"; then echo "guest tools already installed"; return; fi
+  apt_install "${GUEST_PKGS[@]}"
+}
+
+install_browser() {
+  if installed "${BROWSER_PKGS[@]}"; then echo "chromium, novnc, websockify already installed"; return; fi
+  apt_install "${BROWSER_PKGS[@]}"
+}
+
+npm_ci() {
+  local dir=$ROOT/tests/e2e/node
+  if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+    echo "node/npm missing: installing Debian's nodejs and npm" >&2
+    apt_install nodejs npm
+  fi
+  local want have
+  want=$(node -p "require('$dir/package-lock.json').packages['node_modules/playwright-core'].version")
+  have=$(node -p "try { require('$dir/node_modules/playwright-core/package.json').version } catch (e) { '' }")
+  if [ "$want" = "$have" ]; then
+    echo "playwright-core $have already installed"
+    return
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+install_cargo_fuzz() {
+  if cargo fuzz --version > /dev/null 2>&1; then
+    echo "$(cargo fuzz --version) already installed"
+    return
+  fi
+  cargo install --locked cargo-fuzz
+}
+
+build_guest() {
+  local out=${DARTS_E2E_GUEST:-$ROOT/target/e2e-guest}
+  if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.gz" ] && [ -s "$out/disk.img" ]; then
+    echo "test guest already built in $out"
+    return
+  fi
+  # make-guest.sh resolves the kernel package with apt-cache: it needs package lists.
+  apt-cache show linux-image-cloud-amd64 > /dev/null 2>&1 || apt_update
+  bash tests/e2e/make-guest.sh "$out" cloud
+}
+
+t_all=$SECONDS
+want qemu && step "apt: qemu (backports)" install_qemu
+want guest && step "apt: guest tools" install_guest_tools
+want browser && step "apt: chromium, novnc" install_browser
+want browser && step "npm ci (playwright-core)" npm_ci
+want fuzz && step "cargo-fuzz" install_cargo_fuzz
+want guest && step "build test guest" build_guest
+
+echo "==> setup timings"
+printf '    %s\n' "${timings[@]}"
+echo "    total                        $((SECONDS - t_all)) s"
