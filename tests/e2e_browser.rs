@@ -231,3 +231,89 @@ async fn novnc_with_a_bad_token_does_not_connect() {
         shot.elapsed
     );
 }
+
+#[test]
+fn novnc_shows_an_x509_protected_vm_without_any_password_prompt() {
+    let browser = browser_tools();
+    let scratch = Scratch::new("e2e-browser-x509");
+    let pki = scratch.path("pki");
+    let made = Command::new(darts_bin())
+        .args(["certs", "init"])
+        .arg(&pki)
+        .output()
+        .expect("darts certs init");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let sock = scratch.path("x509.vnc");
+    let creds = format!(
+        "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=yes",
+        pki.join("server").display()
+    );
+    let mut qemu = Command::new(qemu::QEMU)
+        .args([
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-vga",
+            "std",
+            "-display",
+            "none",
+            "-m",
+            "64",
+        ])
+        .args(["-name", "darts-e2e-x509", "-object", &creds, "-vnc"])
+        .arg(format!("unix:{},tls-creds=tls0", sock.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU's VNC socket did not appear"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = pki.join("client");
+    let tokens = scratch.path("tokens.cfg");
+    std::fs::write(
+        &tokens,
+        format!(
+            "secure: unix_socket:{} security=x509 ca={} cert={} key={}\n",
+            sock.display(),
+            client.join("ca-cert.pem").display(),
+            client.join("client-cert.pem").display(),
+            client.join("client-key.pem").display()
+        ),
+    )
+    .unwrap();
+    let (darts, log) = start_darts_with_novnc(&tokens);
+    let png = artifacts_dir().join("novnc-x509.png");
+    let shot = novnc_shot(
+        &browser,
+        &novnc_url(&darts, "secure"),
+        &png,
+        &["--timeout", "30000"],
+    );
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let j = &shot.json;
+    assert!(
+        shot.ok,
+        "noVNC did not show the x509 VM: {j}\n{}\ndarts log:\n{}",
+        shot.stderr,
+        qemu::tail(&log, 30)
+    );
+    assert!(j.get("password_prompt").is_none(), "{j}");
+    let status = j["status"].as_str().unwrap_or_default();
+    assert!(status.contains("Connected"), "noVNC status {status:?}");
+    assert!(
+        j["nonblack"].as_f64().unwrap_or(0.0) > 0.0,
+        "screen is black: {j}"
+    );
+    assert!(is_png(&png));
+}
