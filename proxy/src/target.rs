@@ -27,12 +27,19 @@ impl Target {
             return (!path.is_empty()).then(|| Self::Unix(PathBuf::from(path)));
         }
         let (host, port) = s.rsplit_once(':')?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        // Brackets are for IPv6 literals only, and IPv6 literals need them.
+        let host = match host.strip_prefix('[') {
+            Some(inner) => {
+                let inner = inner.strip_suffix(']')?;
+                inner.parse::<std::net::Ipv6Addr>().ok()?;
+                inner
+            }
+            None if host.contains(':') => return None,
+            None => host,
+        };
         let port: u16 = port.parse().ok()?;
-        if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
+        let odd = |c: char| c.is_whitespace() || c == '[' || c == ']';
+        if host.is_empty() || port == 0 || host.contains(odd) {
             return None;
         }
         Some(Self::Tcp {
@@ -174,6 +181,11 @@ mod tests {
             "host:0",
             "unix_socket:",
             "a b:1",
+            "[unix_socket]:5900",
+            "[[]]:1",
+            "[[x]]:1",
+            "::1:5900",
+            "[x]:1",
         ] {
             assert_eq!(Target::parse(bad), None, "{bad:?}");
         }
