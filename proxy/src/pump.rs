@@ -547,10 +547,10 @@ where
 
 /// Reads into `buf`, allocating it only when data is there.
 ///
-/// With an empty buffer the read goes into the inline `probe`; a buffer of `chunk` bytes
-/// is allocated only if something arrived. When a read finds nothing and the buffer is
-/// empty, the buffer is released, so idle sessions hold no heap buffer. Returns how many
-/// bytes were appended (0 = end of stream).
+/// With an empty (or small) buffer the read goes into the inline `probe`; a buffer of
+/// `chunk` bytes is allocated only when the probe fills up, otherwise just what arrived.
+/// When a read finds nothing and the buffer is empty, the buffer is released, so idle
+/// sessions hold no heap buffer. Returns how many bytes were appended (0 = end of stream).
 fn read_lazy<R: AsyncRead + Unpin>(
     reader: &mut R,
     cx: &mut Context<'_>,
@@ -558,18 +558,28 @@ fn read_lazy<R: AsyncRead + Unpin>(
     probe: &mut [u8; PROBE],
     chunk: usize,
 ) -> Poll<std::io::Result<usize>> {
-    if buf.capacity() == 0 {
+    if buf.is_empty() && buf.capacity() < chunk / 4 {
+        // Idle, or small talk (key presses, echoes): read into the inline probe and
+        // allocate only what arrived; a full probe means a stream, so take a whole chunk.
         let mut rb = ReadBuf::new(probe);
         match Pin::new(reader).poll_read(cx, &mut rb) {
             Poll::Ready(Ok(())) => {
-                let n = rb.filled().len();
-                if n > 0 {
-                    buf.reserve(chunk.max(n));
-                    buf.extend_from_slice(rb.filled());
-                }
+                let filled = rb.filled();
+                let n = filled.len();
+                *buf = if n == PROBE {
+                    let mut b = BytesMut::with_capacity(chunk.max(n));
+                    b.extend_from_slice(filled);
+                    b
+                } else {
+                    BytesMut::from(filled)
+                };
                 Poll::Ready(Ok(n))
             }
-            other => other.map(|r| r.map(|()| 0)),
+            Poll::Pending => {
+                *buf = BytesMut::new();
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
     } else {
         if buf.capacity() - buf.len() < chunk / 4 {
