@@ -9,6 +9,8 @@
 #[path = "support/qemu.rs"]
 mod qemu;
 mod support;
+#[path = "support/vm.rs"]
+mod vm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use qemu::{artifacts_dir, repo_path, require_program, Qemu, RfbOverWs};
 use serde_json::Value;
 use support::*;
+use vm::Vm;
 
 /// `darts proxy --web web/novnc --token-plugin TokenFile --token-source FILE 127.0.0.1:PORT`.
 /// Its stderr is drained in the background; the returned log feeds failure messages.
@@ -247,37 +250,21 @@ fn novnc_shows_an_x509_protected_vm_without_any_password_prompt() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let sock = scratch.path("x509.vnc");
     let creds = format!(
         "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=yes",
         pki.join("server").display()
     );
-    let mut qemu = Command::new(qemu::QEMU)
-        .args([
-            "-accel",
-            "tcg",
-            "-nodefaults",
-            "-vga",
-            "std",
-            "-display",
-            "none",
-            "-m",
-            "64",
-        ])
-        .args(["-name", "darts-e2e-x509", "-object", &creds, "-vnc"])
-        .arg(format!("unix:{},tls-creds=tls0", sock.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("qemu starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "QEMU's VNC socket did not appear"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let vm = Vm::start(
+        &scratch.0,
+        ",tls-creds=tls0",
+        &[
+            "-name".into(),
+            "darts-e2e-x509".into(),
+            "-object".into(),
+            creds,
+        ],
+    );
+    let sock = vm.vnc.clone();
     let client = pki.join("client");
     let tokens = scratch.path("tokens.cfg");
     std::fs::write(
@@ -299,8 +286,7 @@ fn novnc_shows_an_x509_protected_vm_without_any_password_prompt() {
         &png,
         &["--timeout", "30000"],
     );
-    let _ = qemu.kill();
-    let _ = qemu.wait();
+    drop(vm);
     let j = &shot.json;
     assert!(
         shot.ok,

@@ -2,67 +2,26 @@
 //! events and timeouts.
 
 mod support;
+#[path = "support/vm.rs"]
+mod vm;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use darts::qmp::{Qmp, QmpError};
 use support::Scratch;
+use vm::Vm;
 
 const T: Duration = Duration::from_secs(10);
 
-/// A QEMU with a QMP socket and a password-protected VNC socket; killed on drop.
-struct Vm {
-    child: Child,
-    qmp: PathBuf,
-    vnc: PathBuf,
-}
-
-impl Vm {
-    fn start(dir: &Path) -> Self {
-        let qmp = dir.join("qmp.sock");
-        let vnc = dir.join("vnc.sock");
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-accel",
-                "tcg",
-                "-nodefaults",
-                "-vga",
-                "std",
-                "-display",
-                "none",
-                "-m",
-                "64",
-                "-qmp",
-            ])
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-            .arg("-vnc")
-            .arg(format!("unix:{},password=on", vnc.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-system-x86_64 runs (install with tests/setup.sh)");
-        let deadline = Instant::now() + T;
-        while !(qmp.exists() && vnc.exists()) {
-            assert!(Instant::now() < deadline, "QEMU sockets did not appear");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, qmp, vnc }
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_vm(dir: &Path) -> Vm {
+    Vm::start(dir, ",password=on", &[])
 }
 
 #[tokio::test]
 async fn commands_password_and_status() {
     let dir = Scratch::new("qmp");
-    let vm = Vm::start(&dir.0);
+    let vm = start_vm(&dir.0);
     let mut qmp = Qmp::connect(&vm.qmp, T).await.unwrap();
     assert!(
         qmp.version.chars().next().unwrap().is_ascii_digit(),
@@ -89,7 +48,7 @@ async fn commands_password_and_status() {
 #[tokio::test]
 async fn quit_emits_shutdown_and_ends_qemu() {
     let dir = Scratch::new("qmp-quit");
-    let mut vm = Vm::start(&dir.0);
+    let mut vm = start_vm(&dir.0);
     let mut qmp = Qmp::connect(&vm.qmp, T).await.unwrap();
     qmp.quit().await.unwrap();
     let mut saw_shutdown = false;
@@ -102,7 +61,7 @@ async fn quit_emits_shutdown_and_ends_qemu() {
     assert!(saw_shutdown, "SHUTDOWN event");
     let deadline = Instant::now() + T;
     loop {
-        if vm.child.try_wait().unwrap().is_some() {
+        if vm.has_exited() {
             break;
         }
         assert!(Instant::now() < deadline, "QEMU still running after quit");

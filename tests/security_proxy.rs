@@ -5,9 +5,11 @@
 #[path = "support/qemu.rs"]
 mod qemu;
 mod support;
+#[path = "support/vm.rs"]
+mod vm;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use darts::qmp::Qmp;
@@ -18,60 +20,9 @@ use darts_vnc::vnc_auth::Password;
 use qemu::RfbOverWs;
 use rustls::pki_types::ServerName;
 use support::*;
+use vm::Vm;
 
 const T: Duration = Duration::from_secs(20);
-
-/// QEMU with VNC on `dir/vnc.sock` (with `vnc_opts`) and QMP on `dir/qmp.sock`.
-struct Vm {
-    child: Child,
-    vnc: PathBuf,
-    qmp: PathBuf,
-}
-
-impl Vm {
-    fn start(dir: &Path, vnc_opts: &str, extra: &[String]) -> Self {
-        let vnc = dir.join("vnc.sock");
-        let qmp = dir.join("qmp.sock");
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-accel",
-                "tcg,tb-size=32",
-                "-nodefaults",
-                "-vga",
-                "std",
-                "-display",
-                "none",
-                "-m",
-                "128",
-            ])
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-            .arg("-vnc")
-            .arg(format!("unix:{}{vnc_opts}", vnc.display()))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-system-x86_64 runs (install with tests/setup.sh)");
-        let deadline = Instant::now() + T;
-        while !(vnc.exists() && qmp.exists()) {
-            assert!(Instant::now() < deadline, "QEMU sockets did not appear");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, vnc, qmp }
-    }
-
-    fn target(&self) -> Target {
-        Target::Unix(self.vnc.clone())
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn gateway(routes: Vec<(&str, Route)>) -> TestGateway {
     let tokens = TokenMap::new();

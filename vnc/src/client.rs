@@ -141,13 +141,7 @@ impl ClientHandshake {
                 let Some(v) = version::parse(input).map_err(|_| RfbError::NotRfb)? else {
                     return Ok(None);
                 };
-                self.minor = match (v.major, v.minor) {
-                    (3, m) if m >= 8 => 8,
-                    (3, 7) => 7,
-                    (3, 3..=6) => 3,
-                    (major, _) if major > 3 => 8,
-                    (major, minor) => return Err(RfbError::UnsupportedVersion(major, minor)),
-                };
+                self.minor = v.agree()?;
                 out.extend_from_slice(format!("RFB 003.00{}\n", self.minor).as_bytes());
                 self.state = if self.minor == 3 {
                     State::Type33

@@ -90,13 +90,7 @@ impl ServerHandshake {
                         return Ok((used, Status::NeedMore));
                     };
                     used += version::LEN;
-                    self.minor = match (v.major, v.minor) {
-                        (3, m) if m >= 8 => 8,
-                        (3, 7) => 7,
-                        (3, 3..=6) => 3,
-                        (major, _) if major > 3 => 8,
-                        (major, minor) => return Err(RfbError::UnsupportedVersion(major, minor)),
-                    };
+                    self.minor = v.agree()?;
                     if let Some(reason) = &self.refusal {
                         // 3.3: security type 0 (u32); 3.7+: zero security types (u8).
                         if self.minor == 3 {

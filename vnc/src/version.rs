@@ -41,6 +41,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<Version>, VersionError> {
     }))
 }
 
+impl Version {
+    /// The minor version darts speaks with a peer announcing `self`: 3.8 for 3.8 and
+    /// later (and 4.x), 3.7, or 3.3 for 3.3-3.6 (UltraVNC's 3.4/3.6 behave as 3.3).
+    pub fn agree(self) -> Result<u16, crate::RfbError> {
+        match (self.major, self.minor) {
+            (3, m) if m >= 8 => Ok(8),
+            (3, 7) => Ok(7),
+            (3, 3..=6) => Ok(3),
+            (major, _) if major > 3 => Ok(8),
+            (major, minor) => Err(crate::RfbError::UnsupportedVersion(major, minor)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
