@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod config;
 pub mod proxy_cmd;
 pub mod qmp;
 pub mod rlimit;

@@ -1,0 +1,288 @@
+//! The service configuration, under the original qemu-web-desktop key names so that an
+//! operator's settings carry over. Read from TOML; every key has the original's default
+//! except the directories, which move from `/tmp` and `qemu-web-desktop` to darts' own
+//! state directory (sessions must survive a reboot of the host's `/tmp` cleaner).
+//!
+//! Layering (`config.d/`, command-line overrides, `config show`) belongs to the operators'
+//! side; this module is the typed set of values every other module reads.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+/// Errors reading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Every option darts understands. Field names are the original's `$config{...}` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    // Directories.
+    /// Where the machine images (or symlinks to them) live.
+    pub dir_machines: PathBuf,
+    /// Per-session working directories (overlay disks, scripts).
+    pub dir_snapshots: PathBuf,
+    /// Session state (one JSON per session). The original used `/tmp`.
+    pub dir_cfg: PathBuf,
+    /// Service state root (catalogue downloads, node keys).
+    pub dir_service: PathBuf,
+    /// Host directories shared with every guest over 9p as `host_<last component>`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub dir_mounts: Vec<PathBuf>,
+    /// The noVNC client served to browsers.
+    pub dir_novnc: PathBuf,
+    /// Catalogue: `machines.conf` and `config.d/*.ini` live here.
+    pub dir_etc: PathBuf,
+
+    // Service.
+    pub service_port: u16,
+    pub service_reverse_proxy: String,
+    pub service_proxy: String,
+    pub service_max_session_nb: u32,
+    pub service_max_session_nb_per_user: u32,
+    pub service_max_load: f64,
+    pub service_max_cpu_fraction_nb_per_user: f64,
+    pub service_max_mem_fraction_nb_per_user: f64,
+    pub service_max_gpu_nb_per_user: u32,
+    pub service_max_script_length: usize,
+    pub service_logfile: String,
+
+    // Sessions.
+    /// Default cores per session.
+    pub snapshot_alloc_cpu: u32,
+    /// Default memory per session, GB.
+    pub snapshot_alloc_mem: f64,
+    /// Blank disk size for ISO sessions, GB.
+    pub snapshot_alloc_disk: u32,
+    /// Session lifetime in seconds; extend adds 24 h, never past `snapshot_lifetime_max`.
+    pub snapshot_lifetime: u64,
+    /// Longest a session may live with extensions, seconds (0: 4 × `snapshot_lifetime`).
+    pub snapshot_lifetime_max: u64,
+    /// Run on the master image itself (administration of images).
+    pub snapshot_use_master: bool,
+    /// Every session is one-shot (and the form shows the checkbox).
+    pub oneshot: bool,
+    /// Default machine.
+    pub machine: String,
+    /// Accepted for compatibility; darts waits for QMP and VNC instead of sleeping.
+    pub boot_delay: u64,
+
+    // QEMU.
+    pub qemu_exec: String,
+    pub qemu_exec_options: String,
+    /// `auto` (KVM when it really works, else TCG), `kvm`, `tcg`, `hvf`.
+    pub qemu_accel: String,
+    /// VNC security between darts and QEMU: `password` (default) or `x509`.
+    pub qemu_vnc_security: String,
+    /// Directory of `ca-cert.pem`, `server-cert.pem`/`server-key.pem` (QEMU side) and
+    /// `client-cert.pem`/`client-key.pem` (darts side), as `darts certs init` writes them.
+    pub qemu_vnc_x509_dir: PathBuf,
+    #[serde(deserialize_with = "one_or_many")]
+    pub config_script: Vec<String>,
+
+    // GPUs.
+    #[serde(deserialize_with = "one_or_many_split")]
+    pub gpu_blacklist: Vec<String>,
+    pub gpu_model: String,
+    pub gpu_name: String,
+    pub gpu_pci: String,
+
+    // Users.
+    #[serde(deserialize_with = "one_or_many")]
+    pub user_admin: Vec<String>,
+
+    // TLS for the service port.
+    pub certificate_crt: String,
+    pub certificate_key: String,
+
+    // Landing page.
+    pub layout_cpu: Vec<u32>,
+    pub layout_memory: Vec<f64>,
+    pub layout_lifetime: Vec<u32>,
+    pub layout_gpu: bool,
+    pub layout_level: u8,
+    pub layout_title: String,
+    pub layout_header: String,
+    pub layout_footer: String,
+    pub layout_resize: String,
+
+    // Peers.
+    #[serde(deserialize_with = "one_or_many_split")]
+    pub fallback_servers: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let state = PathBuf::from("/var/lib/darts");
+        Self {
+            dir_machines: state.join("machines"),
+            dir_snapshots: state.join("snapshots"),
+            dir_cfg: state.join("sessions"),
+            dir_service: state,
+            dir_mounts: vec!["/mnt".into(), "/media".into()],
+            dir_novnc: "/usr/share/darts/novnc".into(),
+            dir_etc: "/etc/darts".into(),
+            service_port: 6080,
+            service_reverse_proxy: "/darts".into(),
+            service_proxy: String::new(),
+            service_max_session_nb: 10,
+            service_max_session_nb_per_user: 3,
+            service_max_load: 0.8,
+            service_max_cpu_fraction_nb_per_user: 0.3,
+            service_max_mem_fraction_nb_per_user: 0.3,
+            service_max_gpu_nb_per_user: 1,
+            service_max_script_length: 65535,
+            service_logfile: String::new(),
+            snapshot_alloc_cpu: 1,
+            snapshot_alloc_mem: 4.0,
+            snapshot_alloc_disk: 30,
+            snapshot_lifetime: 4 * 86400,
+            snapshot_lifetime_max: 0,
+            snapshot_use_master: false,
+            oneshot: false,
+            machine: "-".into(),
+            boot_delay: 5,
+            qemu_exec: "auto".into(),
+            qemu_exec_options: "auto".into(),
+            qemu_accel: "auto".into(),
+            qemu_vnc_security: "password".into(),
+            qemu_vnc_x509_dir: "/etc/darts/vnc-tls".into(),
+            config_script: Vec::new(),
+            gpu_blacklist: Vec::new(),
+            gpu_model: "auto".into(),
+            gpu_name: "auto".into(),
+            gpu_pci: "auto".into(),
+            user_admin: Vec::new(),
+            certificate_crt: String::new(),
+            certificate_key: String::new(),
+            layout_cpu: vec![2, 4, 8],
+            layout_memory: vec![4.0, 8.0],
+            layout_lifetime: vec![1, 2, 4],
+            layout_gpu: false,
+            layout_level: 1,
+            layout_title: "Data Analysis Remote Treatment Service".into(),
+            layout_header: String::new(),
+            layout_footer: String::new(),
+            layout_resize: "remote".into(),
+            fallback_servers: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads one TOML file. Unknown keys are errors, naming the key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Longest lifetime a session may reach with extensions, seconds.
+    pub fn lifetime_cap(&self) -> u64 {
+        if self.snapshot_lifetime_max > 0 {
+            self.snapshot_lifetime_max
+        } else {
+            self.snapshot_lifetime.saturating_mul(4)
+        }
+    }
+
+    /// Whether `user` is an administrator.
+    pub fn is_admin(&self, user: &str) -> bool {
+        !user.is_empty() && self.user_admin.iter().any(|a| a == user)
+    }
+}
+
+/// Accepts `key = "a"` as well as `key = ["a", "b"]` (the original allowed both).
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Like [`one_or_many`], and a single string is split on commas and spaces
+/// (`gpu_blacklist = "06:05.0,00:1b.0"`, `fallback_servers = "a, b"`).
+fn one_or_many_split<'de, D>(d: D) -> Result<Vec<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let items: Vec<String> = one_or_many(d)?;
+    Ok(items
+        .iter()
+        .flat_map(|s| s.split([',', ' ', '\t']))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.service_max_session_nb, 10);
+        assert_eq!(c.snapshot_lifetime, 345600);
+        assert_eq!(c.layout_cpu, vec![2, 4, 8]);
+        assert_eq!(c.dir_mounts, vec![PathBuf::from("/mnt"), PathBuf::from("/media")]);
+    }
+
+    #[test]
+    fn single_strings_and_lists() {
+        let c = Config::parse(
+            "gpu_blacklist = \"06:05.0,00:1b.0 01:00.0\"\nconfig_script = \"exec: true\"\nuser_admin = [\"root\", \"ops\"]",
+        )
+        .unwrap();
+        assert_eq!(c.gpu_blacklist, vec!["06:05.0", "00:1b.0", "01:00.0"]);
+        assert_eq!(c.config_script, vec!["exec: true"]);
+        assert!(c.is_admin("ops"));
+        assert!(!c.is_admin(""));
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_named() {
+        let e = Config::parse("service_max_sesion_nb = 3").unwrap_err();
+        assert!(e.contains("service_max_sesion_nb"), "{e}");
+        let e = Config::parse("service_max_session_nb = \"ten\"").unwrap_err();
+        assert!(e.contains("service_max_session_nb"), "{e}");
+    }
+
+    #[test]
+    fn lifetime_cap() {
+        let c = Config::parse("snapshot_lifetime = 100").unwrap();
+        assert_eq!(c.lifetime_cap(), 400);
+        let c = Config::parse("snapshot_lifetime = 100\nsnapshot_lifetime_max = 150").unwrap();
+        assert_eq!(c.lifetime_cap(), 150);
+    }
+}
