@@ -191,6 +191,43 @@ impl Config {
         })
     }
 
+    /// The effective configuration: `file` (or `/etc/darts/config.toml` when it exists and
+    /// no file is named, or the defaults), then `key=value` overrides from the command line.
+    /// An override's value is read as TOML when it parses (`8`, `true`, `[2,4]`), else as a
+    /// string, so `--machine=demo.qcow2` needs no quotes.
+    pub fn from_layers(
+        file: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let default_file = Path::new(DEFAULT_FILE);
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        let (mut table, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let table: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| ConfigError::Parse {
+                            path: path.to_owned(),
+                            message: e.to_string(),
+                        })?;
+                (table, path.to_owned())
+            }
+            None => (toml::Table::new(), PathBuf::from("(defaults)")),
+        };
+        for (key, value) in overrides {
+            table.insert(key.clone(), override_value(value));
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: origin,
+                message: e.to_string(),
+            })
+    }
+
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
@@ -209,6 +246,25 @@ impl Config {
     pub fn is_admin(&self, user: &str) -> bool {
         !user.is_empty() && self.user_admin.iter().any(|a| a == user)
     }
+}
+
+/// Where the service looks for its configuration when none is named.
+pub const DEFAULT_FILE: &str = "/etc/darts/config.toml";
+
+fn override_value(raw: &str) -> toml::Value {
+    // Parse `x = <raw>` so that numbers, booleans and arrays keep their type.
+    format!("x = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("x"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+/// Splits `key=value` (a leading `--` is allowed), as the original's command line took them.
+pub fn parse_override(arg: &str) -> Option<(String, String)> {
+    let arg = arg.strip_prefix("--").unwrap_or(arg);
+    let (k, v) = arg.split_once('=')?;
+    (!k.is_empty()).then(|| (k.replace('-', "_"), v.to_owned()))
 }
 
 /// Accepts `key = "a"` as well as `key = ["a", "b"]` (the original allowed both).
@@ -255,7 +311,10 @@ mod tests {
         assert_eq!(c.service_max_session_nb, 10);
         assert_eq!(c.snapshot_lifetime, 345600);
         assert_eq!(c.layout_cpu, vec![2, 4, 8]);
-        assert_eq!(c.dir_mounts, vec![PathBuf::from("/mnt"), PathBuf::from("/media")]);
+        assert_eq!(
+            c.dir_mounts,
+            vec![PathBuf::from("/mnt"), PathBuf::from("/media")]
+        );
     }
 
     #[test]
@@ -276,6 +335,26 @@ mod tests {
         assert!(e.contains("service_max_sesion_nb"), "{e}");
         let e = Config::parse("service_max_session_nb = \"ten\"").unwrap_err();
         assert!(e.contains("service_max_session_nb"), "{e}");
+    }
+
+    #[test]
+    fn overrides_keep_types_and_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "service_max_session_nb = 4\nmachine = \"a.iso\"").unwrap();
+        let o = vec![
+            parse_override("--machine=demo.qcow2").unwrap(),
+            parse_override("snapshot_alloc_mem=8").unwrap(),
+            parse_override("--layout-cpu=[1,2]").unwrap(),
+        ];
+        let c = Config::from_layers(Some(&f), &o).unwrap();
+        assert_eq!(c.machine, "demo.qcow2");
+        assert_eq!(c.snapshot_alloc_mem, 8.0);
+        assert_eq!(c.service_max_session_nb, 4);
+        assert_eq!(c.layout_cpu, vec![1, 2]);
+        let bad = vec![parse_override("--no_such_key=1").unwrap()];
+        let e = Config::from_layers(Some(&f), &bad).unwrap_err().to_string();
+        assert!(e.contains("no_such_key"), "{e}");
     }
 
     #[test]
