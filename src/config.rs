@@ -75,6 +75,9 @@ pub struct Config {
     pub machine: String,
     /// Accepted for compatibility; darts waits for QMP and VNC instead of sleeping.
     pub boot_delay: u64,
+    /// Stopping a session: seconds to wait for the guest to power off, then for QEMU to
+    /// quit, before it is killed.
+    pub session_stop_grace: u64,
 
     // QEMU.
     pub qemu_exec: String,
@@ -151,6 +154,7 @@ impl Default for Config {
             oneshot: false,
             machine: "-".into(),
             boot_delay: 5,
+            session_stop_grace: 10,
             qemu_exec: "auto".into(),
             qemu_exec_options: "auto".into(),
             qemu_accel: "auto".into(),

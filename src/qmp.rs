@@ -57,6 +57,9 @@ pub struct Qmp {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     events: VecDeque<Event>,
+    /// The part of a message read so far: kept here, not on the stack, so that a read
+    /// cancelled by a timeout or a `select!` loses nothing (`next_event` is cancel-safe).
+    partial: Vec<u8>,
     timeout: Duration,
     next_id: u64,
     /// QEMU's version from the greeting, e.g. `10.0.2`.
@@ -74,6 +77,7 @@ impl Qmp {
             reader: BufReader::new(r),
             writer: w,
             events: VecDeque::new(),
+            partial: Vec::new(),
             timeout,
             next_id: 1,
             version: String::new(),
@@ -206,7 +210,6 @@ impl Qmp {
     }
 
     async fn read_message(&mut self) -> Result<Value, QmpError> {
-        let mut line = Vec::new();
         loop {
             let buf = self.reader.fill_buf().await?;
             if buf.is_empty() {
@@ -216,13 +219,14 @@ impl Qmp {
                 Some(i) => (&buf[..=i], true),
                 None => (buf, false),
             };
-            if line.len() + chunk.len() > MAX_LINE {
+            if self.partial.len() + chunk.len() > MAX_LINE {
                 return Err(QmpError::Protocol("QMP message too long".into()));
             }
-            line.extend_from_slice(chunk);
+            self.partial.extend_from_slice(chunk);
             let n = chunk.len();
             self.reader.consume(n);
             if done {
+                let line = std::mem::take(&mut self.partial);
                 return serde_json::from_slice(&line)
                     .map_err(|e| QmpError::Protocol(e.to_string()));
             }

@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     /// Check that a target speaks RFB before relaying (routes without terminated
     /// security). Off makes the gateway a generic websocket-to-TCP relay.
     pub rfb_check: bool,
+    /// Where to report viewers of labelled routes opening and closing.
+    pub viewer_events: Option<crate::events::ViewerEvents>,
 }
 
 impl GatewayConfig {
@@ -81,6 +83,7 @@ impl GatewayConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             expose_metrics: true,
             rfb_check: true,
+            viewer_events: None,
         }
     }
 

@@ -122,8 +122,17 @@ fn upgrade(
     let conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = shared.clone();
+    let viewer = match (&shared.config.viewer_events, &route.label) {
+        (Some(events), Some(label)) => Some(crate::events::ViewerGuard::open(
+            events,
+            label.clone(),
+            route.one_shot,
+        )),
+        _ => None,
+    };
     spawn_session(shared, span, async move {
         let _guard = conn_guard;
+        let _viewer = viewer;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

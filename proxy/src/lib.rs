@@ -10,6 +10,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod gateway;
 mod http_service;
 pub mod metrics;
@@ -26,6 +27,7 @@ pub mod ws;
 
 pub use config::GatewayConfig;
 pub use error::{ProxyError, SessionEnd};
+pub use events::{ViewerChange, ViewerEvent, ViewerEvents};
 pub use gateway::{Gateway, GatewayHandle};
 pub use target::Target;
 pub use token::{Lookup, Route, TokenFileSource, TokenMap};

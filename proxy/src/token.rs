@@ -32,6 +32,18 @@ impl TokenKey {
         Self(key)
     }
 
+    /// The digest written by `to_hex`; `None` unless it is 64 hex digits.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(key))
+    }
+
     /// Hex of the full digest, for state files that must find a route again after a restart.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
@@ -240,6 +252,19 @@ impl TokenMap {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::TokenKey;
+
+    #[test]
+    fn hex_round_trip() {
+        let k = TokenKey::of("abc");
+        assert!(TokenKey::from_hex(&k.to_hex()) == Some(k));
+        assert!(TokenKey::from_hex("zz").is_none());
+        assert!(TokenKey::from_hex(&"g".repeat(64)).is_none());
     }
 }
 
