@@ -735,3 +735,57 @@ async fn target_reset_closes_the_browser_with_1011() {
     let _ = ws.send(Message::binary(vec![1u8; 1000])).await;
     assert_eq!(expect_close(&mut ws, T).await, 1011);
 }
+
+/// An application claiming `/api/…` on the gateway's port.
+#[derive(Debug)]
+struct EchoApp;
+
+impl darts_proxy::app::App for EchoApp {
+    fn claims(&self, _method: &http::Method, path: &str) -> bool {
+        path.starts_with("/api/")
+    }
+
+    fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        ctx: darts_proxy::app::AppContext,
+    ) -> darts_proxy::app::AppFuture {
+        Box::pin(async move {
+            let body = format!("{} {} tls={}", req.method(), ctx.path, ctx.tls);
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)))
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_application_shares_the_port_and_upgrades_still_route() {
+    let (backend, _) = recording_backend().await;
+    let mut config = TestGateway::config();
+    config.web_prefix = "/darts".into();
+    config.app = Some(std::sync::Arc::new(EchoApp));
+    let tokens = TokenMap::new();
+    tokens.insert(
+        "t1",
+        darts_proxy::Route::new(darts_proxy::Target::Tcp {
+            host: "127.0.0.1".into(),
+            port: backend.port(),
+        }),
+    );
+    let gw = TestGateway::start(config, tokens).await;
+    // Claimed paths reach the application, with the prefix removed and slashes folded.
+    let (status, _, body) = http_get(gw.addr, "/darts//api/x", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8_lossy(&body), "GET /api/x tls=false");
+    // Others are the gateway's own.
+    let (status, _, body) = http_get(gw.addr, "/darts/healthz", "").await;
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "ok\n")
+    );
+    let (status, _, _) = http_get(gw.addr, "/api/x", "").await;
+    assert_eq!(status, 404, "outside the prefix");
+    // A websocket upgrade under a claimed path is still the gateway's.
+    assert!(ws_connect(&gw.ws_url("/darts/api/x?token=t1"), &[])
+        .await
+        .is_ok());
+}

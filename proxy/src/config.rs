@@ -59,6 +59,8 @@ pub struct GatewayConfig {
     pub rfb_check: bool,
     /// Where to report viewers of labelled routes opening and closing.
     pub viewer_events: Option<crate::events::ViewerEvents>,
+    /// Pages and API served on the same port, offered every non-upgrade request first.
+    pub app: Option<std::sync::Arc<dyn crate::app::App>>,
 }
 
 impl GatewayConfig {
@@ -84,6 +86,7 @@ impl GatewayConfig {
             expose_metrics: true,
             rfb_check: true,
             viewer_events: None,
+            app: None,
         }
     }
 

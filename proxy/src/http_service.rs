@@ -32,6 +32,18 @@ pub(crate) async fn handle(
         return upgrade(&shared, req, peer, guard);
     }
     shared.metrics.http_request();
+    if let Some(app) = &shared.config.app {
+        if let Some(rel) = url::strip_prefix(req.uri().path(), shared.config.prefix()) {
+            if app.claims(req.method(), &rel) {
+                let ctx = crate::app::AppContext {
+                    peer,
+                    tls,
+                    path: rel,
+                };
+                return app.handle(req, ctx).await;
+            }
+        }
+    }
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,

@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod app;
 pub mod client;
 pub mod config;
 pub mod error;
