@@ -27,6 +27,44 @@ pub enum Command {
     /// Certificates for VNC over TLS between darts and QEMU (VeNCrypt x509).
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Run the service: noVNC, sessions' websockets and their VMs on one port.
+    Serve(crate::sessions_cmd::ServeArgs),
+    /// Start a session on the running service, without authentication; prints its link.
+    Start(crate::sessions_cmd::StartArgs),
+    /// Stop a session, or all of them.
+    Stop(crate::sessions_cmd::StopArgs),
+    /// The catalogue and the running sessions.
+    Status(crate::sessions_cmd::StatusArgs),
+    /// Stop every session (the original's service_purge).
+    Purge(crate::sessions_cmd::ConfigArgs),
+    /// The machine catalogue: list, enable, disable, download, purge (qwdctl's commands).
+    Machines(crate::catalogue::command::MachinesArgs),
+    /// Prepare this host for GPU pass-through (IOMMU, vfio-pci, udev, memlock); prints
+    /// the changes unless --apply.
+    Gpu(GpuArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GpuArgs {
+    /// Devices to give to virtual machines, by PCI id (default: every GPU but the boot display).
+    #[arg(
+        value_name = "VENDOR:MODEL,...",
+        value_delimiter = ',',
+        conflicts_with = "undo"
+    )]
+    pub ids: Vec<String>,
+    /// Write the files, then (when --root is /) run update-initramfs, update-grub, udevadm, systemctl.
+    #[arg(long)]
+    pub apply: bool,
+    /// Remove the set-up (the memlock limits stay).
+    #[arg(long)]
+    pub undo: bool,
+    /// Root of the file system to prepare.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Do not ask before applying.
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

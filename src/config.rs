@@ -103,6 +103,50 @@ pub struct Config {
     #[serde(deserialize_with = "one_or_many")]
     pub user_admin: Vec<String>,
 
+    // Authentication, tried in this order until one succeeds (then `check_user_custom`).
+    /// A one-time login link mailed to the address typed as user name.
+    pub check_user_with_email: bool,
+    /// PAM on this host (service `pam_service`). Never SSH to a host from the request.
+    pub check_user_with_local: bool,
+    pub check_user_with_imap: bool,
+    pub check_user_with_smtp: bool,
+    pub check_user_with_ldap: bool,
+    /// An external command: gets the login request as JSON on stdin, answers SUCCESS or
+    /// FAILED on stdout (the original's Perl hook, as a program).
+    pub check_user_custom: String,
+    /// A second factor sent by e-mail, required before the desktop opens.
+    pub check_user_mfa: bool,
+    /// PAM service name for `check_user_with_local`.
+    pub pam_service: String,
+    pub imap_server: String,
+    pub imap_port: u16,
+    /// `tls` (IMAPS, default) or `starttls`.
+    pub imap_security: String,
+    pub smtp_server: String,
+    pub smtp_port: u16,
+    /// `starttls` (default) or `tls` (SMTPS); `none` only for a server on loopback.
+    pub smtp_use_ssl: String,
+    pub ldap_server: String,
+    pub ldap_port: u16,
+    /// `dc=<ldap_domain>` is the search base unless `ldap_base_dn` is set.
+    pub ldap_domain: String,
+    pub ldap_base_dn: String,
+    /// `ldaps`, `starttls` (default) or `none` (loopback only).
+    pub ldap_security: String,
+    /// Search filter; `{user}` is replaced by the escaped login.
+    pub ldap_filter: String,
+    /// Bind DN template used instead of a search when set, e.g. `uid={user},ou=people,dc=x`.
+    pub ldap_bind_template: String,
+    /// CA file trusted for the IMAP, SMTP and LDAP servers besides the system's.
+    pub auth_ca_file: String,
+    /// Servers whose certificate is not verified (host names); for tests and legacy only.
+    #[serde(deserialize_with = "one_or_many_split")]
+    pub auth_insecure_servers: Vec<String>,
+    /// Sender of mails (login links, second factor).
+    pub email_from: String,
+    pub email_passwd: String,
+    pub email_method: String,
+
     // TLS for the service port.
     pub certificate_crt: String,
     pub certificate_key: String,
@@ -166,6 +210,32 @@ impl Default for Config {
             gpu_name: "auto".into(),
             gpu_pci: "auto".into(),
             user_admin: Vec::new(),
+            check_user_with_email: false,
+            check_user_with_local: false,
+            check_user_with_imap: false,
+            check_user_with_smtp: false,
+            check_user_with_ldap: false,
+            check_user_custom: String::new(),
+            check_user_mfa: false,
+            pam_service: "login".into(),
+            imap_server: String::new(),
+            imap_port: 993,
+            imap_security: "tls".into(),
+            smtp_server: String::new(),
+            smtp_port: 587,
+            smtp_use_ssl: "starttls".into(),
+            ldap_server: String::new(),
+            ldap_port: 389,
+            ldap_domain: "EXP".into(),
+            ldap_base_dn: String::new(),
+            ldap_security: "starttls".into(),
+            ldap_filter: "(|(uid={user})(cn={user})(mail={user}))".into(),
+            ldap_bind_template: String::new(),
+            auth_ca_file: String::new(),
+            auth_insecure_servers: Vec::new(),
+            email_from: String::new(),
+            email_passwd: String::new(),
+            email_method: "auto".into(),
             certificate_crt: String::new(),
             certificate_key: String::new(),
             layout_cpu: vec![2, 4, 8],

@@ -3,14 +3,26 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod auth;
+pub mod catalogue;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod fetch;
+pub mod gpu;
+pub mod host;
+pub mod limits;
 pub mod proxy_cmd;
 pub mod qmp;
 pub mod rlimit;
+pub mod script;
+pub mod serve;
+pub mod session;
+pub mod sessions_cmd;
 pub mod signals;
 pub mod telemetry;
+pub mod vm;
 
 /// Runs the command the user asked for.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -23,6 +35,23 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(proxy_cmd::run(*args))
         }
+        cli::Command::Gpu(args) => Ok(gpu::setup::command(&gpu::setup::Options {
+            ids: args.ids,
+            apply: args.apply,
+            undo: args.undo,
+            root: args.root,
+            yes: args.yes,
+        })?),
+        cli::Command::Machines(args) => catalogue::command::run(args),
+        cli::Command::Serve(args) => {
+            telemetry::init(false, cli::LogFormat::Text);
+            rlimit::raise_nofile();
+            runtime()?.block_on(sessions_cmd::serve(args))
+        }
+        cli::Command::Start(args) => runtime()?.block_on(sessions_cmd::start(args)),
+        cli::Command::Stop(args) => runtime()?.block_on(sessions_cmd::stop(args)),
+        cli::Command::Status(args) => runtime()?.block_on(sessions_cmd::status(args)),
+        cli::Command::Purge(args) => runtime()?.block_on(sessions_cmd::purge(args)),
         cli::Command::Certs(cli::CertsCommand::Init(args)) => {
             let req = certs::Request {
                 dir: args.dir,
@@ -42,4 +71,10 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

@@ -123,16 +123,25 @@ install_cargo_fuzz() {
   cargo install --locked cargo-fuzz
 }
 
-build_guest() {
-  local out=${DARTS_E2E_GUEST:-$ROOT/target/e2e-guest}
-  if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.gz" ] && [ -s "$out/disk.img" ]; then
-    echo "test guest already built in $out"
+build_guest_into() { # build_guest_into OUTDIR FLAVOUR: (re)builds when make-guest.sh changed
+  local out=$1 flavour=$2 stamp
+  stamp="$(sha256sum tests/e2e/make-guest.sh | cut -d' ' -f1) $flavour"
+  if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.gz" ] && [ -s "$out/disk.img" ] \
+    && [ "$(cat "$out/.stamp" 2> /dev/null)" = "$stamp" ]; then
+    echo "guest already built in $out"
     return
   fi
   # make-guest.sh resolves the kernel package with apt-cache: it needs package lists.
   apt-cache show linux-image-cloud-amd64 > /dev/null 2>&1 || apt_update
-  bash tests/e2e/make-guest.sh "$out" cloud
+  bash tests/e2e/make-guest.sh "$out" "$flavour"
+  echo "$stamp" > "$out/.stamp"
 }
+
+# The test guest boots fastest on Debian's cloud kernel (no USB); the demo machine, which
+# sessions boot with the original's USB keyboard and tablet, needs the generic kernel's
+# USB drivers.
+build_guest() { build_guest_into "${DARTS_E2E_GUEST:-$ROOT/target/e2e-guest}" cloud; }
+build_demo_guest() { build_guest_into "${DARTS_DEMO_GUEST:-$ROOT/target/demo-guest}" generic; }
 
 t_all=$SECONDS
 want qemu && step "apt: qemu (backports)" install_qemu
@@ -141,6 +150,7 @@ want browser && step "apt: chromium, novnc" install_browser
 want browser && step "npm ci (playwright-core)" npm_ci
 want fuzz && step "cargo-fuzz" install_cargo_fuzz
 want guest && step "build test guest" build_guest
+want guest && step "build demo machine" build_demo_guest
 
 echo "==> setup timings"
 printf '    %s\n' "${timings[@]}"

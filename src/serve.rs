@@ -1,0 +1,121 @@
+//! `darts serve`: the long-lived service. One port carries noVNC and every session's
+//! websocket; the session manager owns the VMs; the control socket takes local commands.
+//! Stopping darts leaves the VMs running: the next start re-adopts them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use darts_proxy::tls::CertPaths;
+use darts_proxy::{Gateway, GatewayConfig, TokenMap};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::control::{self, LinkBase};
+use crate::session::Manager;
+use crate::signals;
+
+/// What `darts serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub config: Arc<Config>,
+    /// Listening address; default `127.0.0.1:service_port`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
+    let config = opts.config;
+    let listen = opts.listen.unwrap_or(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        config.service_port,
+    ));
+    let tokens = Arc::new(TokenMap::new());
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut gw = GatewayConfig::new(listen);
+    gw.web_prefix = web_prefix(&config.service_reverse_proxy);
+    if config.dir_novnc.is_dir() {
+        gw.web_dir = Some(config.dir_novnc.clone());
+    } else {
+        tracing::warn!(dir = %config.dir_novnc.display(), "dir_novnc does not exist; the noVNC client will not be served");
+    }
+    if !config.certificate_crt.is_empty() {
+        gw.tls = Some(CertPaths {
+            cert: PathBuf::from(&config.certificate_crt),
+            key: (!config.certificate_key.is_empty())
+                .then(|| PathBuf::from(&config.certificate_key)),
+        });
+    }
+    gw.viewer_events = Some(events_tx);
+    let tls = gw.tls.is_some();
+    let prefix = gw.web_prefix.trim_end_matches('/').to_owned();
+
+    let manager = Manager::start(config.clone(), tokens.clone())
+        .await
+        .context("starting the session manager")?;
+    tokio::spawn(manager.clone().follow_viewers(events_rx));
+
+    let gateway = Gateway::bind(gw, tokens).await?;
+    let addr = gateway.local_addr();
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        match addr.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        }
+    };
+    let links = LinkBase {
+        base: format!(
+            "{}://{host}:{}{prefix}",
+            if tls { "https" } else { "http" },
+            addr.port()
+        ),
+        resize: if config.layout_resize.is_empty() {
+            "scale".into()
+        } else {
+            config.layout_resize.clone()
+        },
+    };
+    tracing::info!(address = %addr, url = %links.base, "darts serving");
+
+    let stop = CancellationToken::new();
+    let handle = gateway.handle();
+    signals::spawn(stop.clone(), move || handle.reload_tls())?;
+    let control_task = tokio::spawn(control::serve(
+        control::socket_path(&config),
+        manager.clone(),
+        links,
+        stop.clone(),
+    ));
+    gateway.run(stop).await;
+    manager.detach().await;
+    if let Ok(Err(e)) = control_task.await {
+        tracing::warn!(error = %e, "control socket");
+    }
+    Ok(())
+}
+
+/// `service_reverse_proxy` as a path prefix: `/darts` stays, `""` and `":port"` (the
+/// original's fixed-port variant) serve at the root.
+pub fn web_prefix(reverse_proxy: &str) -> String {
+    let p = reverse_proxy.trim();
+    if p.is_empty() || p.starts_with(':') {
+        return "/".into();
+    }
+    format!("/{}", p.trim_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::web_prefix;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(web_prefix("/darts"), "/darts");
+        assert_eq!(web_prefix("darts/"), "/darts");
+        assert_eq!(web_prefix(""), "/");
+        assert_eq!(web_prefix(":6080"), "/");
+    }
+}

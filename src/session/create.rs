@@ -1,0 +1,428 @@
+//! Creating a session: admission, disk, boot scripts, QEMU, readiness, tokens.
+//!
+//! Order matters for crash safety: the record is written (phase `creating`) before any
+//! file is made and QEMU's pid is recorded as soon as it is known, so a restart after a
+//! crash at any point finds everything to undo. A failure here undoes at once.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use darts_proxy::token::TokenKey;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use super::manager::{info, lock, Caller, CreateRequest, Created, Live, Manager, SessionError};
+use super::record::{Phase, SessionRecord, TokenRecord, FORMAT};
+use super::{monitor, secret};
+use crate::catalogue::Catalogue;
+use crate::config::Config;
+use crate::limits;
+use crate::qmp::Qmp;
+use crate::vm;
+
+/// Marker file in a session directory: darts removes only directories holding it.
+pub(super) const MARKER: &str = ".darts-session";
+/// How long QEMU may take to initialise and daemonize.
+const QEMU_START: Duration = Duration::from_secs(60);
+/// How long QMP and VNC may take to answer once QEMU is up.
+const READY: Duration = Duration::from_secs(30);
+/// Longest boot-script customisation (virt-customize boots a small appliance).
+const CUSTOMIZE: Duration = Duration::from_secs(600);
+
+impl Manager {
+    /// Creates a session for `caller`. The page is ready when this returns.
+    pub async fn create(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: &CreateRequest,
+    ) -> Result<Created, SessionError> {
+        let mut laps = Laps::start();
+        let config = self.config();
+        let catalogue = Catalogue::load(&config);
+        let machine = catalogue
+            .get(&req.machine)
+            .ok_or_else(|| SessionError::UnknownMachine(req.machine.clone()))?;
+        if !machine.available {
+            return Err(SessionError::MachineMissing(req.machine.clone()));
+        }
+        let use_master = req.use_master || config.snapshot_use_master;
+        if use_master && !caller.admin {
+            return Err(SessionError::MasterNotAllowed);
+        }
+        let cpu = req.cpu.unwrap_or(config.snapshot_alloc_cpu);
+        let memory_mb =
+            (req.memory_gb.unwrap_or(config.snapshot_alloc_mem) * 1024.0).round() as u64;
+        let oneshot = req.oneshot || config.oneshot;
+        let lifetime = match req.lifetime.unwrap_or(config.snapshot_lifetime) {
+            0 if config.snapshot_lifetime == 0 => 0,
+            0 => config.snapshot_lifetime,
+            l if config.snapshot_lifetime == 0 => l,
+            l => l.min(config.lifetime_cap()),
+        };
+
+        // Admission: limits and GPU choice see every session, including those being
+        // created right now; the new one is counted before the lock is released.
+        let (record, live) = {
+            let _admit = self.admission.lock().await;
+            let host = (self.host)().ok_or_else(|| {
+                SessionError::Internal("cannot read the host's CPU and memory figures".into())
+            })?;
+            let usage = self.usage();
+            let request = limits::Request {
+                user: caller.user.clone(),
+                cpu,
+                memory_mb,
+                gpu: req.gpu,
+            };
+            limits::check(&config, &host, &usage, &request).map_err(SessionError::Refused)?;
+            let gpu = if req.gpu {
+                let gpus = crate::gpu::configured(&config, &self.sys_root);
+                let in_use: Vec<String> = usage.iter().filter_map(|s| s.gpu.clone()).collect();
+                match crate::gpu::pick_free(&gpus, &in_use, &config.gpu_blacklist) {
+                    Some(g) => Some(g.pci.clone()),
+                    None => return Err(SessionError::Refused(vec![limits::Refusal::NoFreeGpu])),
+                }
+            } else {
+                None
+            };
+            let name = secret::session_name().map_err(|_| rng_error())?;
+            let dir = config.dir_snapshots.join(&name);
+            let iso = vm::disk::is_iso(&machine.path);
+            let now = super::now();
+            let record = SessionRecord {
+                darts_session: FORMAT,
+                name: name.clone(),
+                phase: Phase::Creating,
+                user: caller.user.clone(),
+                machine: machine.name.clone(),
+                machine_path: machine.path.clone(),
+                cpu,
+                memory_mb,
+                disk_gb: iso.then_some(config.snapshot_alloc_disk),
+                gpu,
+                oneshot,
+                use_master: use_master && !iso,
+                created: now,
+                expires: if lifetime == 0 { 0 } else { now + lifetime },
+                pid: None,
+                disk: if use_master && !iso {
+                    machine.path.clone()
+                } else {
+                    dir.join("disk.qcow2")
+                },
+                qmp_socket: dir.join("qmp.sock"),
+                vnc_socket: dir.join("vnc.sock"),
+                dir,
+                vnc_security: config.qemu_vnc_security.clone(),
+                vnc_password: secret::vnc_password().map_err(|_| rng_error())?,
+                tokens: Vec::new(),
+                remote_host: caller.remote.clone(),
+            };
+            let live = Live::new(record.clone());
+            lock(&self.sessions).insert(name, live.clone());
+            (record, live)
+        };
+
+        laps.lap("admission");
+        tracing::info!(session = %record.name, user = %record.user, machine = %record.machine,
+            cpu, memory_mb, gpu = ?record.gpu, oneshot, "creating session");
+        match self.boot(&config, record, &live, &mut laps).await {
+            Ok((record, qmp, token, view_token)) => {
+                *lock(&live.record) = record.clone();
+                let (tx, rx) = mpsc::channel(4);
+                *lock(&live.control) = Some(tx);
+                let mgr = self.clone();
+                let l = live.clone();
+                self.tasks
+                    .spawn(async move { monitor::run(mgr, l, qmp, rx).await });
+                tracing::info!(session = %record.name, pid = ?record.pid, "session ready");
+                Ok(Created {
+                    info: info(&live),
+                    token,
+                    view_token,
+                    timings: laps.into_inner(),
+                })
+            }
+            Err((record, e)) => {
+                tracing::warn!(session = %record.name, error = %e, "session creation failed; undoing");
+                self.undo(&record).await;
+                lock(&self.sessions).remove(&record.name);
+                live.ended.cancel();
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything after admission. On error, returns the record as far as it got so the
+    /// caller can undo exactly that.
+    async fn boot(
+        &self,
+        config: &Config,
+        mut record: SessionRecord,
+        live: &Live,
+        laps: &mut Laps,
+    ) -> Result<(SessionRecord, Qmp, String, Option<String>), (SessionRecord, SessionError)> {
+        macro_rules! tryr {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => return Err((record, e)),
+                }
+            };
+        }
+        tryr!(self.store.save(&record).map_err(SessionError::from));
+        tryr!(make_dir(&record.dir));
+        laps.lap("state");
+
+        // Disk.
+        let master_format = tryr!(vm::disk::image_format(&record.machine_path)
+            .await
+            .map_err(disk_error));
+        let (disk_format, cdrom) = if let Some(gb) = record.disk_gb {
+            tryr!(vm::disk::create_blank(&record.disk, gb)
+                .await
+                .map_err(disk_error));
+            ("qcow2".to_owned(), Some(record.machine_path.clone()))
+        } else if record.use_master {
+            (master_format, None)
+        } else {
+            tryr!(
+                vm::disk::create_overlay(&record.machine_path, &master_format, &record.disk)
+                    .await
+                    .map_err(disk_error)
+            );
+            ("qcow2".to_owned(), None)
+        };
+
+        laps.lap("disk");
+        // Boot scripts.
+        let vars = crate::script::Vars {
+            user: record.user.clone(),
+            session_name: record.name.clone(),
+            vm: record.machine.clone(),
+        };
+        let fetch_opts = crate::fetch::FetchOptions::from_config(config);
+        let fetch = |url: &str| {
+            crate::fetch::fetch_text(url, &fetch_opts, config.service_max_script_length)
+                .map_err(|e| e.to_string())
+        };
+        // Fetching a script URL blocks (with bounded retries); keep it off the async workers.
+        let plan = tryr!(tokio::task::block_in_place(|| crate::script::plan(
+            &config.config_script,
+            &vars,
+            config.service_max_script_length,
+            &fetch
+        ))
+        .map_err(|e| SessionError::Script(e.to_string())));
+        if let Some(argv) =
+            tryr!(
+                crate::script::virt_customize_argv(&plan, &record.disk, &record.dir)
+                    .map_err(|e| SessionError::Script(e.to_string()))
+            )
+        {
+            tryr!(crate::script::run_virt_customize(&argv, CUSTOMIZE)
+                .await
+                .map_err(|e| SessionError::Script(e.to_string())));
+        }
+
+        laps.lap("scripts");
+        // QEMU.
+        let exec = tryr!(vm::exec::resolve_exec(&config.qemu_exec).map_err(qemu_error));
+        let exec_options = tryr!(vm::exec::resolve_options(&config.qemu_exec_options, &exec)
+            .await
+            .map_err(qemu_error));
+        let accel = vm::accel::choose(&config.qemu_accel, &exec).await;
+        let mounts: Vec<PathBuf> = config
+            .dir_mounts
+            .iter()
+            .filter(|d| d.is_dir())
+            .cloned()
+            .collect();
+        let vnc_auth = if record.vnc_security == "x509" {
+            vm::cmdline::VncAuth::X509 {
+                dir: config.qemu_vnc_x509_dir.join("server"),
+                password: true,
+            }
+        } else {
+            vm::cmdline::VncAuth::Password
+        };
+        let pidfile = record.dir.join("qemu.pid");
+        let spec = vm::cmdline::LaunchSpec {
+            exec: exec.clone(),
+            exec_options,
+            accel,
+            name: record.name.clone(),
+            user: record.user.clone(),
+            machine: record.machine.clone(),
+            cpu: record.cpu,
+            memory_mb: record.memory_mb,
+            disk: record.disk.clone(),
+            disk_format,
+            cdrom,
+            gpu: record.gpu.clone(),
+            mounts,
+            extra_args: plan.qemu_args.clone(),
+            vnc_socket: record.vnc_socket.clone(),
+            vnc_auth,
+            qmp_socket: record.qmp_socket.clone(),
+            pidfile: pidfile.clone(),
+            clipboard: true,
+        };
+        laps.lap("qemu_options");
+        let pid = tryr!(vm::exec::launch(&spec, QEMU_START)
+            .await
+            .map_err(qemu_error));
+        record.pid = Some(pid);
+        *lock(&live.record) = record.clone();
+        tryr!(self.store.save(&record).map_err(SessionError::from));
+
+        // Ready when QMP answers and VNC greets.
+        let mut qmp = tryr!(Qmp::connect(&record.qmp_socket, READY)
+            .await
+            .map_err(|e| SessionError::Qemu(format!("QMP did not answer: {e}"))));
+        tryr!(qmp
+            .set_vnc_password(&record.vnc_password)
+            .await
+            .map_err(|e| SessionError::Qemu(format!("setting the VNC password: {e}"))));
+        laps.lap("qmp_ready");
+        tryr!(vnc_greets(&record.vnc_socket).await);
+        laps.lap("vnc_ready");
+
+        // Tokens.
+        let token = tryr!(secret::token().map_err(|_| rng_error()));
+        record.tokens.push(TokenRecord {
+            sha256: TokenKey::of(&token).to_hex(),
+            view_only: false,
+        });
+        let view_token = if record.oneshot {
+            None
+        } else {
+            let t = tryr!(secret::token().map_err(|_| rng_error()));
+            record.tokens.push(TokenRecord {
+                sha256: TokenKey::of(&t).to_hex(),
+                view_only: true,
+            });
+            Some(t)
+        };
+        record.phase = Phase::Running;
+        tryr!(self.store.save(&record).map_err(SessionError::from));
+        tryr!(self.register_routes(&record));
+        laps.lap("tokens");
+        Ok((record, qmp, token, view_token))
+    }
+
+    /// Removes whatever a session made: its tokens, its QEMU, its directory, its record.
+    /// Touches only a directory that holds darts' marker, and never a master image.
+    pub(super) async fn undo(&self, record: &SessionRecord) {
+        self.tokens.remove_label(&record.name);
+        // A crash between QEMU's start and the record's update leaves the pid only in
+        // the pidfile.
+        let pid = record.pid.or_else(|| {
+            std::fs::read_to_string(record.dir.join("qemu.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        });
+        if let Some(pid) = pid {
+            super::process::kill(pid, &record.name);
+            super::process::wait_gone(pid, &record.name, Duration::from_secs(5)).await;
+        }
+        remove_session_dir(&record.dir, &record.name);
+        if let Err(e) = self.store.remove(&record.name) {
+            tracing::warn!(session = %record.name, error = %e, "cannot remove session state");
+        }
+    }
+}
+
+/// Time spent in each phase of a creation, for the creation benchmark and the logs.
+#[derive(Debug)]
+pub(super) struct Laps {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn into_inner(self) -> Vec<(&'static str, Duration)> {
+        self.laps
+    }
+}
+
+/// Removes a session directory if it is one darts made for `name`.
+pub(super) fn remove_session_dir(dir: &Path, name: &str) {
+    let marker = dir.join(MARKER);
+    match std::fs::read_to_string(&marker) {
+        Ok(owner) if owner.trim() == name => {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(session = %name, error = %e, "cannot remove session directory");
+            }
+        }
+        Ok(_) => {
+            tracing::warn!(session = %name, dir = %dir.display(), "directory marked for another session; left alone")
+        }
+        Err(_) if !dir.exists() => {}
+        Err(_) => {
+            tracing::warn!(session = %name, dir = %dir.display(), "directory without darts' marker; left alone")
+        }
+    }
+}
+
+fn make_dir(dir: &Path) -> Result<(), SessionError> {
+    let io = |e: std::io::Error| SessionError::Disk(format!("{}: {e}", dir.display()));
+    if let Some(parent) = dir.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(io)?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    std::fs::write(dir.join(MARKER), name).map_err(io)
+}
+
+/// Connects to the VNC socket and reads the RFB greeting.
+async fn vnc_greets(socket: &Path) -> Result<(), SessionError> {
+    let check = async {
+        let mut s = tokio::net::UnixStream::connect(socket).await?;
+        let mut greeting = [0u8; 12];
+        s.read_exact(&mut greeting).await?;
+        Ok::<_, std::io::Error>(greeting)
+    };
+    match tokio::time::timeout(READY, check).await {
+        Ok(Ok(g)) if g.starts_with(b"RFB ") => Ok(()),
+        Ok(Ok(_)) => Err(SessionError::Qemu(
+            "the VNC socket does not speak RFB".into(),
+        )),
+        Ok(Err(e)) => Err(SessionError::Qemu(format!("VNC socket: {e}"))),
+        Err(_) => Err(SessionError::Qemu("VNC did not answer in time".into())),
+    }
+}
+
+fn disk_error(e: vm::VmError) -> SessionError {
+    SessionError::Disk(e.to_string())
+}
+
+fn qemu_error(e: vm::VmError) -> SessionError {
+    SessionError::Qemu(e.to_string())
+}
+
+fn rng_error() -> SessionError {
+    SessionError::Internal("the system random generator failed".into())
+}

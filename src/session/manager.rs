@@ -1,0 +1,608 @@
+//! The session manager: the one place that creates, lists, extends and ends sessions,
+//! and that decides who may do so.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use darts_proxy::rfb::BackendSecurity;
+use darts_proxy::token::TokenKey;
+use darts_proxy::{Route, Target, TokenMap, ViewerChange, ViewerEvent};
+use darts_vnc::vnc_auth::Password;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::record::{Phase, SessionRecord};
+use super::store::{Store, StoreError};
+use crate::config::Config;
+use crate::limits::{self, Refusal};
+
+/// How often the timer looks for sessions past their lifetime.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// One extension.
+pub const EXTEND_STEP: u64 = 24 * 3600;
+
+/// Who asks. The HTTP layer fills it from authentication; the local control socket is
+/// an administrator.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub admin: bool,
+    pub remote: Option<String>,
+}
+
+impl Caller {
+    pub fn admin(user: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            admin: true,
+            remote: None,
+        }
+    }
+
+    pub fn user(user: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            admin: false,
+            remote: None,
+        }
+    }
+}
+
+/// What a user asks for. `None` takes the configured default.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub machine: String,
+    pub cpu: Option<u32>,
+    pub memory_gb: Option<f64>,
+    /// Seconds.
+    pub lifetime: Option<u64>,
+    pub oneshot: bool,
+    pub gpu: bool,
+    /// Run on the master image (administrators only, with `snapshot_use_master`).
+    pub use_master: bool,
+}
+
+/// A new session and its secrets, shown once to its creator.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub info: SessionInfo,
+    pub token: String,
+    /// `None` for one-shot sessions, which have a single connection.
+    pub view_token: Option<String>,
+    /// Time spent in each phase of the creation: `admission`, `state`, `disk`
+    /// (qemu-img), `scripts`, `qemu_options`, `qemu_launch`, `qmp_ready`, `vnc_ready`,
+    /// `tokens`.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+/// What may be shown about a session (no secrets).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionInfo {
+    pub name: String,
+    pub user: String,
+    pub machine: String,
+    pub cpu: u32,
+    pub memory_mb: u64,
+    pub gpu: Option<String>,
+    pub oneshot: bool,
+    pub created: u64,
+    /// Unix seconds; 0 when the session has no time limit.
+    pub expires: u64,
+    pub viewers: usize,
+    pub phase: Phase,
+    pub remote_host: Option<String>,
+}
+
+/// Why a request about sessions failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))]
+    Refused(Vec<Refusal>),
+    #[error("Can not find virtual machine {0}.")]
+    UnknownMachine(String),
+    #[error("The image of virtual machine {0} is missing; an administrator must download it.")]
+    MachineMissing(String),
+    #[error("no such session")]
+    NotFound,
+    #[error("this session belongs to another user")]
+    Forbidden,
+    #[error("the session cannot be extended past its maximum lifetime")]
+    ExtendLimit,
+    #[error("only administrators may run a session on the master image")]
+    MasterNotAllowed,
+    #[error("disk: {0}")]
+    Disk(String),
+    #[error("boot script: {0}")]
+    Script(String),
+    #[error("QEMU: {0}")]
+    Qemu(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SessionError {
+    /// A stable code for the JSON API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(r) => r.first().map_or("refused", |r| r.code()),
+            Self::UnknownMachine(_) => "unknown_machine",
+            Self::MachineMissing(_) => "machine_missing",
+            Self::NotFound => "not_found",
+            Self::Forbidden => "forbidden",
+            Self::ExtendLimit => "extend_limit",
+            Self::MasterNotAllowed => "master_not_allowed",
+            Self::Disk(_) => "disk",
+            Self::Script(_) => "script",
+            Self::Qemu(_) => "qemu",
+            Self::Store(_) => "state",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// True when another node might take the request (lack of resources here).
+    pub fn needs_fallback(&self) -> bool {
+        matches!(self, Self::Refused(r) if r.iter().all(Refusal::needs_fallback))
+    }
+}
+
+/// Requests to a session's monitor task.
+#[derive(Debug)]
+pub(super) enum Control {
+    Stop { reason: &'static str },
+}
+
+/// A session the manager holds.
+#[derive(Debug)]
+pub(super) struct Live {
+    pub record: Mutex<SessionRecord>,
+    pub viewers: AtomicUsize,
+    /// Set once the monitor task runs (after creation).
+    pub control: Mutex<Option<mpsc::Sender<Control>>>,
+    /// Cancelled when the session is gone (files, tokens, record removed).
+    pub ended: CancellationToken,
+}
+
+impl Live {
+    pub fn new(record: SessionRecord) -> Arc<Self> {
+        Arc::new(Self {
+            record: Mutex::new(record),
+            viewers: AtomicUsize::new(0),
+            control: Mutex::new(None),
+            ended: CancellationToken::new(),
+        })
+    }
+
+    pub fn record(&self) -> SessionRecord {
+        lock(&self.record).clone()
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads the host's resources; tests substitute their own.
+pub type HostReader = Box<dyn Fn() -> Option<crate::host::HostResources> + Send + Sync>;
+
+/// Every live session of this node.
+pub struct Manager {
+    pub(super) config: RwLock<Arc<Config>>,
+    pub(super) store: Store,
+    pub(super) tokens: Arc<TokenMap>,
+    pub(super) sessions: Mutex<HashMap<String, Arc<Live>>>,
+    /// Held while a creation is admitted, so concurrent creations count each other.
+    pub(super) admission: tokio::sync::Mutex<()>,
+    pub(super) host: HostReader,
+    pub(super) sys_root: PathBuf,
+    pub(super) tasks: TaskTracker,
+    pub(super) shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("sessions", &lock(&self.sessions).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Opens the state directory, re-adopts the sessions still running, cleans up what
+    /// is dead, and starts the expiry timer.
+    pub async fn start(
+        config: Arc<Config>,
+        tokens: Arc<TokenMap>,
+    ) -> Result<Arc<Self>, SessionError> {
+        let store = Store::open(&config.dir_cfg)?;
+        let mgr = Arc::new(Self {
+            config: RwLock::new(config),
+            store,
+            tokens,
+            sessions: Mutex::new(HashMap::new()),
+            admission: tokio::sync::Mutex::new(()),
+            host: Box::new(|| crate::host::read(std::path::Path::new("/proc")).ok()),
+            sys_root: PathBuf::from("/sys"),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        mgr.adopt().await;
+        let timer = mgr.clone();
+        mgr.tasks.spawn(async move { timer.expiry_timer().await });
+        Ok(mgr)
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies a new configuration to later requests (limits, lifetimes, catalogue).
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// Stops the manager's own tasks. Sessions and their VMs keep running: a restarted
+    /// darts re-adopts them.
+    pub async fn detach(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Sessions `caller` may see: their own, or all for an administrator.
+    pub fn list(&self, caller: &Caller) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = lock(&self.sessions)
+            .values()
+            .filter(|l| caller.admin || lock(&l.record).user == caller.user)
+            .map(|l| info(l))
+            .collect();
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        out
+    }
+
+    /// One session, if `caller` may see it.
+    pub fn get(&self, caller: &Caller, name: &str) -> Result<SessionInfo, SessionError> {
+        Ok(info(&*self.authorized(caller, name)?))
+    }
+
+    /// Adds 24 hours to a session's lifetime, up to the configured maximum.
+    pub fn extend(&self, caller: &Caller, name: &str) -> Result<SessionInfo, SessionError> {
+        let live = self.authorized(caller, name)?;
+        let cap = self.config().lifetime_cap();
+        let record = {
+            let mut r = lock(&live.record);
+            if r.expires == 0 {
+                return Ok(info(&live));
+            }
+            let limit = r.created.saturating_add(cap);
+            let new = r.expires.saturating_add(EXTEND_STEP).min(limit);
+            if new <= r.expires {
+                return Err(SessionError::ExtendLimit);
+            }
+            r.expires = new;
+            r.clone()
+        };
+        self.store.save(&record)?;
+        self.register_routes(&record)?;
+        tracing::info!(session = %name, expires = record.expires, "session extended");
+        Ok(info(&live))
+    }
+
+    /// Ends a session: the guest is asked to power off, then QEMU to quit, then killed,
+    /// each with a bounded wait. Returns once files and tokens are gone.
+    pub async fn stop(&self, caller: &Caller, name: &str) -> Result<(), SessionError> {
+        let live = self.authorized(caller, name)?;
+        self.request_stop(&live, "stopped");
+        let grace = Duration::from_secs(self.config().session_stop_grace);
+        // The monitor's own waits are bounded by `grace`, three times; allow for them.
+        let _ =
+            tokio::time::timeout(grace * 4 + Duration::from_secs(10), live.ended.cancelled()).await;
+        Ok(())
+    }
+
+    /// Ends every session (`service_purge`). Administrators only.
+    pub async fn purge(&self, caller: &Caller) -> Result<usize, SessionError> {
+        if !caller.admin {
+            return Err(SessionError::Forbidden);
+        }
+        let names: Vec<String> = lock(&self.sessions).keys().cloned().collect();
+        let stops = names.iter().map(|n| self.stop(caller, n));
+        let done = futures_util::future::join_all(stops).await;
+        Ok(done.iter().filter(|r| r.is_ok()).count())
+    }
+
+    /// Waits until the named session is gone (tests and one-shot waiting).
+    pub async fn wait_ended(&self, name: &str) {
+        let live = lock(&self.sessions).get(name).cloned();
+        if let Some(live) = live {
+            live.ended.cancelled().await;
+        }
+    }
+
+    /// Feeds viewer events from the gateway: counts viewers, and ends a one-shot
+    /// session when its connection closes.
+    pub async fn follow_viewers(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<ViewerEvent>) {
+        while let Some(ev) = events.recv().await {
+            let live = lock(&self.sessions).get(&*ev.label).cloned();
+            let Some(live) = live else { continue };
+            match ev.change {
+                ViewerChange::Opened => {
+                    live.viewers.fetch_add(1, Ordering::Relaxed);
+                }
+                ViewerChange::Closed => {
+                    let _ = live
+                        .viewers
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+                    if ev.one_shot {
+                        self.request_stop(&live, "one-shot connection closed");
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn request_stop(&self, live: &Live, reason: &'static str) {
+        let control = lock(&live.control).clone();
+        match control {
+            Some(tx) => {
+                let _ = tx.try_send(Control::Stop { reason });
+            }
+            None => tracing::debug!("stop requested while the session is still being created"),
+        }
+    }
+
+    fn authorized(&self, caller: &Caller, name: &str) -> Result<Arc<Live>, SessionError> {
+        let live = lock(&self.sessions)
+            .get(name)
+            .cloned()
+            .ok_or(SessionError::NotFound)?;
+        if !caller.admin && lock(&live.record).user != caller.user {
+            return Err(SessionError::Forbidden);
+        }
+        Ok(live)
+    }
+
+    /// (Re-)registers every token of a session in the gateway's map.
+    pub(super) fn register_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        let security = self.backend_security(record)?;
+        for t in &record.tokens {
+            let Some(key) = TokenKey::from_hex(&t.sha256) else {
+                tracing::warn!(session = %record.name, "unreadable token digest in state");
+                continue;
+            };
+            let mut route = Route::new(Target::Unix(record.vnc_socket.clone()))
+                .security(security.clone())
+                .view_only(t.view_only)
+                .one_shot(record.oneshot)
+                .label(record.name.as_str());
+            if record.expires != 0 {
+                route = route.expires_at(UNIX_EPOCH + Duration::from_secs(record.expires));
+            }
+            self.tokens.insert_key(key, route);
+        }
+        Ok(())
+    }
+
+    fn backend_security(&self, record: &SessionRecord) -> Result<BackendSecurity, SessionError> {
+        let password = Password::new(record.vnc_password.as_bytes().to_vec());
+        if record.vnc_security != "x509" {
+            return Ok(BackendSecurity::VncPassword(password));
+        }
+        let dir = self.config().qemu_vnc_x509_dir.join("client");
+        let client = darts_proxy::tls::CertPaths {
+            cert: dir.join("client-cert.pem"),
+            key: Some(dir.join("client-key.pem")),
+        };
+        let tls = darts_proxy::tls::client_config(&dir.join("ca-cert.pem"), Some(&client))
+            .map_err(|e| SessionError::Internal(format!("VNC x509 client credentials: {e}")))?;
+        let server_name = rustls_pki_types::ServerName::try_from("localhost")
+            .map_err(|e| SessionError::Internal(e.to_string()))?;
+        Ok(BackendSecurity::X509 {
+            tls,
+            server_name,
+            password: Some(password),
+        })
+    }
+
+    async fn expiry_timer(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(EXPIRY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = super::now();
+            let due: Vec<Arc<Live>> = lock(&self.sessions)
+                .values()
+                .filter(|l| {
+                    let r = lock(&l.record);
+                    r.phase == Phase::Running && r.expires != 0 && r.expires <= now
+                })
+                .cloned()
+                .collect();
+            for live in due {
+                tracing::info!(session = %lock(&live.record).name, "lifetime over");
+                self.request_stop(&live, "lifetime over");
+            }
+        }
+    }
+
+    /// Live sessions as the limits see them (sessions being created count too).
+    pub(super) fn usage(&self) -> Vec<limits::LiveSession> {
+        lock(&self.sessions)
+            .values()
+            .map(|l| {
+                let r = lock(&l.record);
+                limits::LiveSession {
+                    user: r.user.clone(),
+                    cpu: r.cpu,
+                    memory_mb: r.memory_mb,
+                    gpu: r.gpu.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+pub(super) fn info(live: &Live) -> SessionInfo {
+    let r = lock(&live.record);
+    SessionInfo {
+        name: r.name.clone(),
+        user: r.user.clone(),
+        machine: r.machine.clone(),
+        cpu: r.cpu,
+        memory_mb: r.memory_mb,
+        gpu: r.gpu.clone(),
+        oneshot: r.oneshot,
+        created: r.created,
+        expires: r.expires,
+        viewers: live.viewers.load(Ordering::Relaxed),
+        phase: r.phase,
+        remote_host: r.remote_host.clone(),
+    }
+}
+
+/// Seconds left before `expires` (0 = no limit gives `None`).
+pub fn time_left(expires: u64) -> Option<u64> {
+    (expires != 0).then(|| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        expires.saturating_sub(now)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::record::FORMAT;
+
+    /// A manager over scratch directories, holding one running record of `owner` (no VM:
+    /// only what needs no QEMU is exercised here; tests/sessions.rs has the real thing).
+    async fn manager_with(
+        owner: &str,
+        created: u64,
+        expires: u64,
+    ) -> (Arc<Manager>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            dir_cfg: dir.path().join("state"),
+            dir_snapshots: dir.path().join("snapshots"),
+            snapshot_lifetime: 86400,
+            snapshot_lifetime_max: 3 * 86400,
+            ..Config::default()
+        };
+        let mgr = Manager::start(Arc::new(config), Arc::new(TokenMap::new()))
+            .await
+            .unwrap();
+        let record = SessionRecord {
+            darts_session: FORMAT,
+            name: "darts-aaaaaaaaaaaa".into(),
+            phase: Phase::Running,
+            user: owner.into(),
+            machine: "m.qcow2".into(),
+            machine_path: "/m/m.qcow2".into(),
+            cpu: 1,
+            memory_mb: 512,
+            disk_gb: None,
+            gpu: None,
+            oneshot: false,
+            use_master: false,
+            created,
+            expires,
+            pid: None,
+            dir: dir.path().join("snapshots/darts-aaaaaaaaaaaa"),
+            disk: dir.path().join("snapshots/darts-aaaaaaaaaaaa/disk.qcow2"),
+            qmp_socket: "/nonexistent/qmp".into(),
+            vnc_socket: "/nonexistent/vnc".into(),
+            vnc_security: "password".into(),
+            vnc_password: "pw".into(),
+            tokens: vec![super::super::record::TokenRecord {
+                sha256: TokenKey::of("tok").to_hex(),
+                view_only: false,
+            }],
+            remote_host: None,
+        };
+        mgr.register_routes(&record).unwrap();
+        lock(&mgr.sessions).insert(record.name.clone(), Live::new(record));
+        (mgr, dir)
+    }
+
+    #[tokio::test]
+    async fn only_the_owner_or_an_administrator_sees_and_extends() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let name = "darts-aaaaaaaaaaaa";
+        assert_eq!(mgr.list(&Caller::user("alice")).len(), 1);
+        assert!(mgr.list(&Caller::user("bob")).is_empty());
+        assert_eq!(mgr.list(&Caller::admin("root")).len(), 1);
+        assert!(matches!(
+            mgr.get(&Caller::user("bob"), name),
+            Err(SessionError::Forbidden)
+        ));
+        assert!(matches!(
+            mgr.extend(&Caller::user("bob"), name),
+            Err(SessionError::Forbidden)
+        ));
+        assert!(matches!(
+            mgr.stop(&Caller::user("bob"), name).await,
+            Err(SessionError::Forbidden)
+        ));
+        assert!(matches!(
+            mgr.purge(&Caller::user("alice")).await,
+            Err(SessionError::Forbidden)
+        ));
+        assert!(matches!(
+            mgr.get(&Caller::user("alice"), "darts-zzzzzzzzzzzz"),
+            Err(SessionError::NotFound)
+        ));
+        assert_eq!(mgr.get(&Caller::user("alice"), name).unwrap().user, "alice");
+    }
+
+    #[tokio::test]
+    async fn extend_adds_a_day_up_to_the_cap_and_moves_the_token_expiry() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let name = "darts-aaaaaaaaaaaa";
+        let alice = Caller::user("alice");
+        assert_eq!(mgr.extend(&alice, name).unwrap().expires, now + 2 * 86400);
+        assert_eq!(mgr.extend(&alice, name).unwrap().expires, now + 3 * 86400);
+        // The cap (snapshot_lifetime_max, 3 days from creation) is reached.
+        assert!(matches!(
+            mgr.extend(&alice, name),
+            Err(SessionError::ExtendLimit)
+        ));
+        // The record on disk follows, and the token's route carries the new expiry.
+        let (records, _) = mgr.store.load_all();
+        assert_eq!(records[0].expires, now + 3 * 86400);
+        match mgr.tokens.lookup("tok") {
+            darts_proxy::Lookup::Found(r) => assert_eq!(
+                r.expires_at,
+                Some(UNIX_EPOCH + Duration::from_secs(now + 3 * 86400))
+            ),
+            other => panic!("token route {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resource_refusals_ask_for_a_fallback_and_quotas_do_not() {
+        let busy = SessionError::Refused(vec![Refusal::TooManySessions { active: 3, max: 3 }]);
+        assert!(busy.needs_fallback());
+        assert_eq!(busy.code(), "too_many_sessions");
+        let quota = SessionError::Refused(vec![Refusal::TooManyUserSessions {
+            sessions: 3,
+            max: 3,
+        }]);
+        assert!(!quota.needs_fallback());
+        assert!(!SessionError::UnknownMachine("x".into()).needs_fallback());
+    }
+}

@@ -1,0 +1,101 @@
+//! What darts keeps about one session on disk, so that a restart finds it again.
+//!
+//! Tokens are kept only as SHA-256 digests (what the gateway's map is keyed by), so a
+//! stolen state file does not open any desktop; the VNC password is kept because QEMU
+//! holds it too and darts must answer its challenge after a restart (the file is 0600).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the record format; a record with another version is left alone.
+pub const FORMAT: u32 = 1;
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Files are being made and QEMU started; a record found in this phase at start-up
+    /// belongs to a creation cut short, and is undone.
+    Creating,
+    /// QEMU answered on QMP and VNC; the session's links work.
+    Running,
+}
+
+/// One access token, by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub sha256: String,
+    pub view_only: bool,
+}
+
+/// The session's state file (`dir_cfg/<name>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub darts_session: u32,
+    pub name: String,
+    pub phase: Phase,
+    pub user: String,
+    pub machine: String,
+    pub machine_path: PathBuf,
+    pub cpu: u32,
+    pub memory_mb: u64,
+    /// Size of the blank disk of an ISO session, GB.
+    pub disk_gb: Option<u32>,
+    pub gpu: Option<String>,
+    pub oneshot: bool,
+    /// Runs on the master image itself (`snapshot_use_master`): never delete that disk.
+    pub use_master: bool,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds; the session ends then.
+    pub expires: u64,
+    pub pid: Option<u32>,
+    /// The session's directory in `dir_snapshots`.
+    pub dir: PathBuf,
+    pub disk: PathBuf,
+    pub qmp_socket: PathBuf,
+    pub vnc_socket: PathBuf,
+    /// `password` or `x509` (VNC security between darts and QEMU).
+    pub vnc_security: String,
+    pub vnc_password: String,
+    pub tokens: Vec<TokenRecord>,
+    /// Address of the client that asked for the session, for the administrators' view.
+    pub remote_host: Option<String>,
+}
+
+impl SessionRecord {
+    /// The file name of a session's record.
+    pub fn file_name(name: &str) -> String {
+        format!("{name}.json")
+    }
+
+    pub fn state_path(&self, dir_cfg: &std::path::Path) -> PathBuf {
+        dir_cfg.join(Self::file_name(&self.name))
+    }
+}
+
+/// Session names darts makes: `darts-` and 12 lowercase letters or digits. Only files
+/// and directories with such names are ever touched by clean-up.
+pub fn is_session_name(s: &str) -> bool {
+    s.strip_prefix("darts-").is_some_and(|rest| {
+        rest.len() == 12
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names() {
+        assert!(is_session_name("darts-abcdefgh1234"));
+        assert!(!is_session_name("darts-abcdefgh123"));
+        assert!(!is_session_name("darts-ABCDEFGH1234"));
+        assert!(!is_session_name("qemu-web-desktop_abcdefgh"));
+        assert!(!is_session_name("darts-../../etc/x"));
+    }
+}

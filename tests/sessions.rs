@@ -1,0 +1,425 @@
+//! Sessions with real QEMU (TCG) behind `darts serve`: create, view, reconnect, one-shot,
+//! expiry, guest power-off, restart of darts with re-adoption, failed creations leaving
+//! nothing behind, and limits under concurrent creations.
+//!
+//! Needs qemu-system-x86_64 and the test guest (`bash tests/setup.sh`).
+
+#[path = "support/qemu.rs"]
+mod qemu;
+#[path = "support/service.rs"]
+mod service;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use qemu::RfbOverWs;
+use service::Service;
+use support::*;
+
+const RFB_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Opens the session's websocket, does the RFB handshake (darts offers None and answers
+/// QEMU's VNC challenge itself) and returns the connection with the desktop's name.
+async fn view(svc: &Service, token: &str) -> (RfbOverWs, String) {
+    let ws = ws_connect(&svc.ws_url(token), &[])
+        .await
+        .unwrap_or_else(|s| panic!("websocket refused with {s}; log:\n{}", svc.log()));
+    let mut rfb = RfbOverWs::new(ws, RFB_TIMEOUT);
+    let init = rfb.handshake().await;
+    rfb.set_raw_rgb32().await;
+    (rfb, init.name)
+}
+
+/// Waits until the guest's screen has lit pixels (its banner).
+async fn screen_lit(rfb: &mut RfbOverWs) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let u = rfb.full_frame(20).await;
+        if u.nonblack > 100 {
+            return u.nonblack;
+        }
+        assert!(Instant::now() < deadline, "the guest's screen stayed black");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Types `text` on the guest's keyboard (X keysyms for ASCII, Return for '\n').
+async fn type_text(rfb: &mut RfbOverWs, text: &str) {
+    for c in text.chars() {
+        let keysym: u32 = if c == '\n' { 0xff0d } else { c as u32 };
+        for down in [1u8, 0] {
+            let mut m = vec![4, down, 0, 0];
+            m.extend_from_slice(&keysym.to_be_bytes());
+            rfb.send(&m).await;
+        }
+    }
+}
+
+/// The websocket for `token` is refused (404 for an unknown or expired token).
+async fn refused(svc: &Service, token: &str) -> bool {
+    ws_connect(&svc.ws_url(token), &[]).await.is_err()
+}
+
+fn gone(svc: &Service, name: &str) -> bool {
+    !svc.entries("snapshots").iter().any(|e| e == name)
+        && !svc.entries("state").iter().any(|e| e.starts_with(name))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_view_reconnect_share_and_stop() {
+    let svc = Service::start("sessions-basic", "");
+    let s = svc.start_session(&[]);
+    assert!(
+        s.url
+            .contains("/darts/vnc.html?resize=remote&autoconnect=true&path=?token="),
+        "{}",
+        s.url
+    );
+
+    // The browser side reaches the guest's screen through darts.
+    let (mut rfb, desktop) = view(&svc, &s.token).await;
+    assert!(desktop.contains(&s.name), "desktop name {desktop:?}");
+    assert!(screen_lit(&mut rfb).await > 100);
+
+    // A second viewer (reconnectable session) and a view-only share at the same time.
+    let (mut second, _) = view(&svc, &s.token).await;
+    assert!(second.full_frame(20).await.bytes > 0);
+    let view_token = s.view_token.clone().expect("a view-only link");
+    let (mut watcher, _) = view(&svc, &view_token).await;
+    assert!(watcher.full_frame(20).await.bytes > 0);
+    svc.wait_sessions("three viewers counted", Duration::from_secs(10), |s| {
+        s.len() == 1 && s[0]["viewers"] == 3
+    });
+    drop((rfb, second, watcher));
+
+    // Reconnect after closing every viewer.
+    let (mut again, _) = view(&svc, &s.token).await;
+    assert!(again.full_frame(20).await.bytes > 0);
+    drop(again);
+
+    // The state file is private and holds no token in clear.
+    let state = svc.scratch.0.join(format!("state/{}.json", s.name));
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(!text.contains(&s.token) && !text.contains(&view_token));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Stop: the VM is gone, files and tokens too.
+    let vm_pids = service::pids_mentioning(&svc.scratch.0.join("snapshots").join(&s.name));
+    assert_eq!(vm_pids.len(), 1, "one QEMU for the session");
+    let out = svc.cli(&["stop", &s.name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(svc.sessions().is_empty());
+    assert!(
+        gone(&svc, &s.name),
+        "files left: {:?} {:?}",
+        svc.entries("snapshots"),
+        svc.entries("state")
+    );
+    // (A zombie waiting for init to reap it has an empty command line and does not count.)
+    assert!(
+        service::pids_mentioning(&svc.scratch.0.join("snapshots").join(&s.name)).is_empty(),
+        "QEMU still runs"
+    );
+    assert!(
+        refused(&svc, &s.token).await,
+        "token still routes after stop"
+    );
+    assert!(refused(&svc, &view_token).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_shot_session_ends_when_its_connection_closes() {
+    let svc = Service::start("sessions-oneshot", "");
+    let s = svc.start_session(&["--oneshot"]);
+    assert!(
+        s.view_token.is_none(),
+        "one-shot sessions have a single link"
+    );
+    let (mut rfb, _) = view(&svc, &s.token).await;
+    assert!(rfb.full_frame(20).await.bytes > 0);
+    // The link is single-use while the connection is open.
+    assert!(refused(&svc, &s.token).await);
+    drop(rfb);
+    svc.wait_sessions("one-shot session ended", Duration::from_secs(30), |s| {
+        s.is_empty()
+    });
+    assert!(gone(&svc, &s.name));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timer_ends_a_session_at_the_end_of_its_lifetime() {
+    let svc = Service::start("sessions-expiry", "");
+    let s = svc.start_session(&["--snapshot_lifetime=4"]);
+    let (mut rfb, _) = view(&svc, &s.token).await;
+    assert!(rfb.full_frame(20).await.bytes > 0);
+    // No request arrives: the timer alone ends it.
+    svc.wait_sessions("expired session removed", Duration::from_secs(40), |s| {
+        s.is_empty()
+    });
+    assert!(gone(&svc, &s.name));
+    assert!(refused(&svc, &s.token).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_powers_off_frees_its_slot() {
+    let svc = Service::start("sessions-poweroff", "service_max_session_nb = 1");
+    let s = svc.start_session(&[]);
+    let (mut rfb, _) = view(&svc, &s.token).await;
+    screen_lit(&mut rfb).await;
+    // The only slot is taken.
+    let out = svc.cli(&["start", "demo.img"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Too many active sessions"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The guest powers itself off from its own shell. Its shell comes up some seconds after
+    // the first pixels, and keys typed before are lost, so the command is typed again until
+    // the session is gone.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !svc.sessions().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the guest did not power off; log:\n{}",
+            svc.log()
+        );
+        type_text(&mut rfb, "poweroff -f\n").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    assert!(gone(&svc, &s.name));
+    // Its slot is free again.
+    let again = svc.start_session(&[]);
+    assert_ne!(again.name, s.name);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_survive_a_killed_darts_and_keep_their_links() {
+    let mut svc = Service::start("sessions-restart", "");
+    let started: Vec<_> = (0..3).map(|_| svc.start_session(&[])).collect();
+    svc.kill_darts();
+    // The VMs outlive darts.
+    for s in &started {
+        let pids = service::pids_mentioning(&svc.scratch.0.join("snapshots").join(&s.name));
+        assert_eq!(pids.len(), 1, "QEMU of {} still runs", s.name);
+    }
+    svc.launch();
+    let names: Vec<String> = svc
+        .sessions()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    for s in &started {
+        assert!(
+            names.contains(&s.name),
+            "{} not re-adopted: {names:?}\n{}",
+            s.name,
+            svc.log()
+        );
+        let (mut rfb, desktop) = view(&svc, &s.token).await;
+        assert!(desktop.contains(&s.name));
+        assert!(rfb.full_frame(20).await.bytes > 0);
+    }
+    // After a restart the sessions are still fully managed: stop works.
+    let out = svc.cli(&["stop", "--all"]);
+    assert!(out.status.success());
+    assert!(svc.sessions().is_empty());
+    for s in &started {
+        assert!(gone(&svc, &s.name));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_vms_and_half_made_sessions_are_cleaned_up_at_start() {
+    let mut svc = Service::start("sessions-cleanup", "");
+    let alive = svc.start_session(&[]);
+    let dead = svc.start_session(&[]);
+    svc.kill_darts();
+    // One VM dies while darts is down.
+    for pid in service::pids_mentioning(&svc.scratch.0.join("snapshots").join(&dead.name)) {
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    // A creation cut short: a record in phase "creating" and its directory.
+    let half = "darts-halfhalfhalf";
+    let mut rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(svc.scratch.0.join(format!("state/{}.json", alive.name))).unwrap(),
+    )
+    .unwrap();
+    rec["name"] = half.into();
+    rec["phase"] = "creating".into();
+    rec["pid"] = serde_json::Value::Null;
+    rec["dir"] = svc
+        .scratch
+        .0
+        .join("snapshots")
+        .join(half)
+        .to_str()
+        .unwrap()
+        .into();
+    std::fs::write(
+        svc.scratch.0.join(format!("state/{half}.json")),
+        rec.to_string(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(svc.scratch.0.join("snapshots").join(half)).unwrap();
+    std::fs::write(
+        svc.scratch
+            .0
+            .join("snapshots")
+            .join(half)
+            .join(".darts-session"),
+        half,
+    )
+    .unwrap();
+    // Files darts does not own stay.
+    std::fs::write(svc.scratch.0.join("state/notes.json"), "{}").unwrap();
+    std::fs::create_dir_all(svc.scratch.0.join("snapshots/keep-me")).unwrap();
+
+    svc.launch();
+    let names: Vec<String> = svc
+        .sessions()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec![alive.name.clone()], "{}", svc.log());
+    assert!(gone(&svc, &dead.name));
+    assert!(gone(&svc, half));
+    assert!(svc.entries("state").contains(&"notes.json".to_owned()));
+    assert!(svc.entries("snapshots").contains(&"keep-me".to_owned()));
+    assert!(refused(&svc, &dead.token).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_creations_explain_and_leave_nothing_behind() {
+    let svc = Service::start("sessions-failures", "");
+    let check_clean = |what: &str| {
+        assert!(svc.sessions().is_empty(), "{what}: a session is listed");
+        assert!(
+            svc.entries("snapshots").is_empty() && svc.entries("state").is_empty(),
+            "{what}: left {:?} {:?}",
+            svc.entries("snapshots"),
+            svc.entries("state")
+        );
+    };
+    // A catalogue entry whose image is missing.
+    let out = svc.cli(&["start", "absent.qcow2"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_clean("missing image");
+    // A machine not in the catalogue.
+    let out = svc.cli(&["start", "nope.iso"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Can not find virtual machine nope.iso"));
+    check_clean("unknown machine");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn qemu_failing_to_start_leaves_nothing_behind() {
+    let svc = Service::start(
+        "sessions-qemu-fails",
+        "qemu_exec_options = \"-no-such-option\"",
+    );
+    let out = svc.cli(&["start", "demo.img"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("QEMU") && err.contains("no-such-option"),
+        "{err}"
+    );
+    assert!(svc.sessions().is_empty());
+    assert!(
+        svc.entries("snapshots").is_empty(),
+        "{:?}",
+        svc.entries("snapshots")
+    );
+    assert!(
+        svc.entries("state").is_empty(),
+        "{:?}",
+        svc.entries("state")
+    );
+    assert!(service::pids_mentioning(&svc.scratch.0.join("snapshots")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
+    let svc = Service::configure("sessions-full-disk", "");
+    let snapshots = svc.scratch.0.join("snapshots");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&snapshots)
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        mounted,
+        "mounting a small tmpfs needs root (the tests run as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(snapshots.clone());
+    // Fill it but for a few KiB, so the directory and marker fit and the disk does not.
+    let _ = std::fs::write(snapshots.join("filler"), vec![0u8; 60 * 1024]);
+    let mut svc = svc;
+    svc.launch();
+    let out = svc.cli(&["start", "demo.img"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.to_lowercase().contains("space"), "{err}");
+    assert!(svc.sessions().is_empty());
+    assert_eq!(svc.entries("snapshots"), vec!["filler".to_owned()]);
+    assert!(svc.entries("state").is_empty());
+    svc.kill_darts();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creations_stop_exactly_at_the_limit() {
+    let svc = Service::start(
+        "sessions-limits",
+        "service_max_session_nb = 3\nservice_max_session_nb_per_user = 10",
+    );
+    let cfg = svc.config.clone();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                std::process::Command::new(darts_bin())
+                    .args(["start", "demo.img", "-c"])
+                    .arg(&cfg)
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        ok,
+        3,
+        "{:?}",
+        outs.iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+            .collect::<Vec<_>>()
+    );
+    let refused: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
+    assert!(String::from_utf8_lossy(&refused[0].stderr).contains("Too many active sessions"));
+    assert_eq!(svc.sessions().len(), 3);
+}
