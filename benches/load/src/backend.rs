@@ -1,33 +1,42 @@
 //! The fake VNC server, run as its own process (`darts-load backend`) so its CPU is
-//! neither the gateway's nor the client's. One listener per mode on 127.0.0.1:
+//! neither the gateway's nor the client's. One listener per security and mode on
+//! 127.0.0.1:
 //!
 //! * source: streams bytes as fast as the peer takes them;
 //! * sink: reads and discards;
 //! * echo: writes back whatever it reads;
 //! * idle: sends nothing more (and reads until EOF).
 //!
-//! Every mode first sends the RFB greeting `RFB 003.008\n`, as a VNC server does (and
-//! as darts checks before it relays anything).
+//! Without security every mode first sends the RFB greeting `RFB 003.008\n`, as a VNC
+//! server does (and as darts checks before it relays anything). With `vnc-password` or
+//! `x509` the backend runs the whole RFB handshake QEMU would (see `rfb::accept`), up to
+//! ServerInit, and the mode runs over the result (TLS for x509).
 //!
 //! The process prints its ports on one line and exits when its standard input closes
 //! (so it never outlives the tool) or after `lifetime`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::{LoadError, Result};
+use crate::rfb::{self, Accepted};
+use crate::security::{self, Security, ServerSecrets};
 
 /// What a VNC server says first.
-pub const GREETING: &[u8] = b"RFB 003.008\n";
+pub const GREETING: &[u8] = rfb::VERSION;
 /// Bytes per write in source mode and per read in sink mode.
 const IO_CHUNK: usize = 256 * 1024;
 /// Bytes per read in echo mode.
 const ECHO_CHUNK: usize = 64 * 1024;
+/// Time a secured handshake gets.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -50,29 +59,37 @@ impl Mode {
     }
 }
 
-/// The ports of a running backend, one per mode.
+/// Every (security, mode) listener, in the order the ports line lists them.
+fn listeners() -> impl Iterator<Item = (Security, Mode)> {
+    Security::ALL
+        .into_iter()
+        .flat_map(|s| Mode::ALL.into_iter().map(move |m| (s, m)))
+}
+
+const LISTENERS: usize = Security::ALL.len() * Mode::ALL.len();
+
+/// The ports of a running backend, one per security and mode.
 #[derive(Debug, Clone, Copy)]
-pub struct Ports([u16; 4]);
+pub struct Ports([u16; LISTENERS]);
 
 impl Ports {
-    pub fn addr(&self, mode: Mode) -> SocketAddr {
-        let i = Mode::ALL.iter().position(|m| *m == mode).unwrap_or(0);
+    pub fn addr(&self, security: Security, mode: Mode) -> SocketAddr {
+        let i = listeners().position(|l| l == (security, mode)).unwrap_or(0);
         SocketAddr::from(([127, 0, 0, 1], self.0[i]))
     }
 
     fn line(&self) -> String {
-        Mode::ALL
-            .iter()
+        listeners()
             .zip(self.0)
-            .map(|(m, p)| format!("{}={p}", m.name()))
+            .map(|((s, m), p)| format!("{}.{}={p}", s.name(), m.name()))
             .collect::<Vec<_>>()
             .join(" ")
     }
 
     fn parse(line: &str) -> Option<Self> {
-        let mut ports = [0u16; 4];
-        for (slot, mode) in ports.iter_mut().zip(Mode::ALL) {
-            let prefix = format!("{}=", mode.name());
+        let mut ports = [0u16; LISTENERS];
+        for (slot, (s, m)) in ports.iter_mut().zip(listeners()) {
+            let prefix = format!("{}.{}=", s.name(), m.name());
             *slot = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix(&prefix))?
@@ -83,10 +100,12 @@ impl Ports {
     }
 }
 
-/// Serves all modes until stdin closes or `lifetime` passes. Runs in the backend process.
-pub async fn serve(lifetime: Duration) -> Result<()> {
-    let mut ports = [0u16; 4];
-    let mut listeners = Vec::new();
+/// Serves all listeners until stdin closes or `lifetime` passes. Runs in the backend
+/// process; writes the material darts needs for secured targets into `secrets_dir`.
+pub async fn serve(lifetime: Duration, secrets_dir: &Path) -> Result<()> {
+    let secrets = Arc::new(security::generate(secrets_dir)?);
+    let mut ports = [0u16; LISTENERS];
+    let mut bound = Vec::new();
     for slot in &mut ports {
         let l = TcpListener::bind("127.0.0.1:0")
             .await
@@ -95,11 +114,11 @@ pub async fn serve(lifetime: Duration) -> Result<()> {
             .local_addr()
             .map_err(LoadError::io("backend bind"))?
             .port();
-        listeners.push(l);
+        bound.push(l);
     }
     println!("{}", Ports(ports).line());
-    for (listener, mode) in listeners.into_iter().zip(Mode::ALL) {
-        tokio::spawn(accept_loop(listener, mode));
+    for (listener, (security, mode)) in bound.into_iter().zip(listeners()) {
+        tokio::spawn(accept_loop(listener, security, mode, secrets.clone()));
     }
     let stdin_closed = async {
         let mut stdin = tokio::io::stdin();
@@ -113,14 +132,20 @@ pub async fn serve(lifetime: Duration) -> Result<()> {
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, mode: Mode) {
+async fn accept_loop(
+    listener: TcpListener,
+    security: Security,
+    mode: Mode,
+    secrets: Arc<ServerSecrets>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
+                let secrets = secrets.clone();
                 tokio::spawn(async move {
                     // A peer going away is the normal end of every connection.
-                    let _ = handle(stream, mode).await;
+                    let _ = handle(stream, security, mode, &secrets).await;
                 });
             }
             // Out of descriptors: wait for some to be released.
@@ -129,8 +154,37 @@ async fn accept_loop(listener: TcpListener, mode: Mode) {
     }
 }
 
-async fn handle(mut stream: TcpStream, mode: Mode) -> std::io::Result<()> {
-    stream.write_all(GREETING).await?;
+async fn handle(
+    mut stream: TcpStream,
+    security: Security,
+    mode: Mode,
+    secrets: &ServerSecrets,
+) -> Result<()> {
+    if security == Security::None {
+        stream
+            .write_all(GREETING)
+            .await
+            .map_err(LoadError::io("greeting"))?;
+        return run_mode(stream, mode).await;
+    }
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, rfb::accept(stream, security, secrets))
+        .await
+        .map_err(|_| LoadError::Timeout("backend handshake"))??;
+    match accepted {
+        Accepted::Plain(s) => run_mode(s, mode).await,
+        Accepted::Tls(s) => run_mode(*s, mode).await,
+    }
+}
+
+async fn run_mode<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, mode: Mode) -> Result<()> {
+    let io = LoadError::io(mode.name());
+    mode_io(&mut stream, mode).await.map_err(io)
+}
+
+async fn mode_io<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    mode: Mode,
+) -> std::io::Result<()> {
     match mode {
         Mode::Source => {
             let data: Vec<u8> = (0..IO_CHUNK).map(|i| (i % 251) as u8).collect();
@@ -151,6 +205,8 @@ async fn handle(mut stream: TcpStream, mode: Mode) -> std::io::Result<()> {
                     return Ok(());
                 }
                 stream.write_all(&buf[..n]).await?;
+                // A no-op on TCP; pushes the record out under TLS.
+                stream.flush().await?;
             }
         }
         Mode::Idle => {
@@ -171,10 +227,13 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Starts `exe backend` and reads its ports.
-    pub fn spawn(exe: &std::path::Path) -> Result<Self> {
+    /// Starts `exe backend` and reads its ports; the backend writes the material darts
+    /// needs for secured targets into `secrets_dir`.
+    pub fn spawn(exe: &Path, secrets_dir: &Path) -> Result<Self> {
         let mut child = Command::new(exe)
             .arg("backend")
+            .arg("--secrets")
+            .arg(secrets_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -225,10 +284,12 @@ mod tests {
 
     #[test]
     fn ports_line_round_trips() {
-        let p = Ports([1, 2, 3, 4]);
+        let p = Ports(core::array::from_fn(|i| 1000 + i as u16));
         let parsed = Ports::parse(&p.line()).unwrap();
-        assert_eq!(parsed.0, [1, 2, 3, 4]);
-        assert_eq!(parsed.addr(Mode::Idle).port(), 4);
-        assert!(Ports::parse("source=1").is_none());
+        assert_eq!(parsed.0, p.0);
+        assert_eq!(parsed.addr(Security::None, Mode::Source).port(), 1000);
+        assert_eq!(parsed.addr(Security::None, Mode::Idle).port(), 1003);
+        assert_eq!(parsed.addr(Security::X509, Mode::Idle).port(), 1011);
+        assert!(Ports::parse("none.source=1").is_none());
     }
 }

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::gateway::GatewayKind;
 use crate::scenario::{Scenario, Settings};
+use crate::security::Security;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +32,9 @@ pub enum Command {
         /// Exit after this many seconds even if standard input stays open.
         #[arg(long, default_value_t = 4.0 * 3600.0)]
         lifetime: f64,
+        /// Directory for the certificates and password darts needs for secured targets.
+        #[arg(long, value_name = "DIR")]
+        secrets: PathBuf,
     },
 }
 
@@ -44,6 +48,12 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',',
           default_values = ["down", "up", "echo", "idle", "hs-plain", "hs-tls"])]
     pub scenarios: Vec<Scenario>,
+
+    /// Security of darts' target in the down, up and hs-plain scenarios: none (the plain
+    /// relay), vnc-password or x509 (darts answers the backend's VNC password or VeNCrypt
+    /// X509None with its client certificate, and offers the client None).
+    #[arg(long, value_delimiter = ',', default_values = ["none", "vnc-password", "x509"])]
+    pub security: Vec<Security>,
 
     /// Seconds each scenario measures (idle: seconds the sessions are held).
     #[arg(long, default_value_t = 5.0)]
@@ -145,6 +155,7 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.run.gateways.len(), 3);
         assert_eq!(cli.run.scenarios.len(), 6);
+        assert_eq!(cli.run.security, Security::ALL);
         assert_eq!(cli.run.settings().unwrap().idle_sessions, 9000);
     }
 
@@ -158,12 +169,15 @@ mod tests {
             "hs-plain,idle",
             "--darts-args",
             "--read-chunk 131072",
+            "--security",
+            "x509",
         ])
         .unwrap();
         assert_eq!(cli.run.gateways, [GatewayKind::Darts, GatewayKind::Direct]);
         assert_eq!(cli.run.scenarios, [Scenario::HsPlain, Scenario::Idle]);
         assert_eq!(cli.run.darts_args, "--read-chunk 131072");
-        let cli = Cli::try_parse_from(["darts-load", "backend"]).unwrap();
+        assert_eq!(cli.run.security, [Security::X509]);
+        let cli = Cli::try_parse_from(["darts-load", "backend", "--secrets", "/tmp/x"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Backend { .. })));
         assert!(seconds("x", -1.0).is_err());
     }

@@ -1,7 +1,8 @@
 //! The gateways under test, each started as its own process for one scenario and
 //! stopped after it: `darts proxy` and Debian's websockify, both given websockify's
-//! command line with a positional target. "Direct" has no gateway: the client talks to
-//! the backend itself.
+//! command line with a positional target, or a token file (`--token-plugin TokenFile
+//! --token-source FILE`) when darts must terminate the target's VNC security. "Direct"
+//! has no gateway: the client talks to the backend itself.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,6 +41,15 @@ impl GatewayKind {
     }
 }
 
+/// Where a gateway sends its sessions.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// websockify's positional `TARGET_ADDR:PORT`.
+    Target(SocketAddr),
+    /// A websockify token file (darts reads its `security=` options too).
+    TokenFile(PathBuf),
+}
+
 /// How to start each gateway.
 #[derive(Debug, Clone)]
 pub struct Commands {
@@ -53,12 +63,12 @@ pub struct Commands {
 }
 
 impl Commands {
-    /// The command line that starts `kind` on `listen`, routing to `target`.
+    /// The command line that starts `kind` on `listen`, routing to `upstream`.
     pub fn command_line(
         &self,
         kind: GatewayKind,
         listen: SocketAddr,
-        target: SocketAddr,
+        upstream: &Upstream,
         tls: Option<&CertFiles>,
     ) -> Vec<String> {
         let mut argv = match kind {
@@ -78,7 +88,16 @@ impl Commands {
                 tls.key.display().to_string(),
             ]);
         }
-        argv.extend([listen.to_string(), target.to_string()]);
+        match upstream {
+            Upstream::Target(target) => argv.extend([listen.to_string(), target.to_string()]),
+            Upstream::TokenFile(file) => argv.extend([
+                "--token-plugin".into(),
+                "TokenFile".into(),
+                "--token-source".into(),
+                file.display().to_string(),
+                listen.to_string(),
+            ]),
+        }
         argv
     }
 }
@@ -94,17 +113,17 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `kind` routing every websocket to `target` and waits until it accepts
+    /// Starts `kind` routing every websocket to `upstream` and waits until it accepts
     /// connections.
     pub fn start(
         cmds: &Commands,
         kind: GatewayKind,
-        target: SocketAddr,
+        upstream: &Upstream,
         tls: Option<&CertFiles>,
         tag: &str,
     ) -> Result<Self> {
         let addr = free_port()?;
-        let argv = cmds.command_line(kind, addr, target, tls);
+        let argv = cmds.command_line(kind, addr, upstream, tls);
         let Some((program, args)) = argv.split_first() else {
             return Err(LoadError::Scenario("direct has no gateway to start".into()));
         };
@@ -279,9 +298,9 @@ mod tests {
             log_dir: "/nonexistent".into(),
         };
         let listen: SocketAddr = "127.0.0.1:7000".parse().unwrap();
-        let target: SocketAddr = "127.0.0.1:5900".parse().unwrap();
+        let target = Upstream::Target("127.0.0.1:5900".parse().unwrap());
         assert_eq!(
-            cmds.command_line(GatewayKind::Darts, listen, target, None),
+            cmds.command_line(GatewayKind::Darts, listen, &target, None),
             [
                 "darts",
                 "proxy",
@@ -296,7 +315,7 @@ mod tests {
             key: "k.pem".into(),
         };
         assert_eq!(
-            cmds.command_line(GatewayKind::Websockify, listen, target, Some(&tls)),
+            cmds.command_line(GatewayKind::Websockify, listen, &target, Some(&tls)),
             [
                 "python3",
                 "websockify",
@@ -309,8 +328,19 @@ mod tests {
             ]
         );
         assert!(cmds
-            .command_line(GatewayKind::Direct, listen, target, None)
+            .command_line(GatewayKind::Direct, listen, &target, None)
             .is_empty());
+        let tokens = Upstream::TokenFile("/t/tokens".into());
+        assert_eq!(
+            cmds.command_line(GatewayKind::Darts, listen, &tokens, None)[4..],
+            [
+                "--token-plugin",
+                "TokenFile",
+                "--token-source",
+                "/t/tokens",
+                "127.0.0.1:7000"
+            ]
+        );
         assert_eq!(
             websockify_python(&["/usr/bin/python3".into(), "x".into()]).as_deref(),
             Some("/usr/bin/python3")

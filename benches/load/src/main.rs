@@ -12,12 +12,15 @@ mod client;
 mod error;
 mod gateway;
 mod report;
+mod rfb;
 mod scenario;
+mod security;
 mod sys;
 mod tls;
 mod ws;
 
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -26,6 +29,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command, RunArgs};
 use crate::gateway::Commands;
 use crate::scenario::{Ctx, Measurement};
+use crate::security::Security;
 
 /// Pause between two measurements, for sockets and CPU to settle.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -33,7 +37,7 @@ const SETTLE: Duration = Duration::from_millis(500);
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Backend { lifetime }) => run_backend(lifetime),
+        Some(Command::Backend { lifetime, secrets }) => run_backend(lifetime, &secrets),
         None => run_load(&cli.run),
     };
     match result {
@@ -52,10 +56,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("building the runtime")
 }
 
-fn run_backend(lifetime: f64) -> anyhow::Result<()> {
+fn run_backend(lifetime: f64, secrets: &Path) -> anyhow::Result<()> {
     sys::raise_nofile();
     let lifetime = cli::seconds("--lifetime", lifetime).map_err(|e| anyhow!(e))?;
-    runtime()?.block_on(backend::serve(lifetime))?;
+    runtime()?.block_on(backend::serve(lifetime, secrets))?;
     Ok(())
 }
 
@@ -84,7 +88,12 @@ fn run_load(args: &RunArgs) -> anyhow::Result<()> {
         log_dir: dir.clone(),
     };
     let cert = tls::write_cert(&dir)?;
-    let backend = backend::Backend::spawn(&exe)?;
+    let secrets_dir = dir.join("secrets");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&secrets_dir)
+        .with_context(|| format!("creating {}", secrets_dir.display()))?;
+    let backend = backend::Backend::spawn(&exe, &secrets_dir)?;
     let ctx = Ctx {
         settings: settings.clone(),
         backend: backend.ports,
@@ -92,6 +101,7 @@ fn run_load(args: &RunArgs) -> anyhow::Result<()> {
         cmds,
         cert,
         connector: tls::connector()?,
+        secrets: security::Secrets::in_dir(&secrets_dir),
     };
     let header = report::Header {
         date: report::today(),
@@ -136,18 +146,27 @@ async fn measure_all(ctx: &Ctx, args: &RunArgs) -> Vec<Measurement> {
                 if !scenario.applies_to(gw) {
                     continue;
                 }
-                let what = format!(
-                    "{} / {} (run {run} of {repeat})",
-                    scenario.name(),
-                    gw.name()
-                );
-                eprintln!("darts-load: {what} ...");
-                let m = scenario::run(ctx, scenario, gw).await;
-                if let Err(e) = &m.outcome {
-                    eprintln!("darts-load: {what} failed: {e}");
+                for &security in &args.security {
+                    if security != Security::None && !scenario.runs_secured(gw) {
+                        continue;
+                    }
+                    let target = match security {
+                        Security::None => String::new(),
+                        s => format!(" ({} target)", s.name()),
+                    };
+                    let what = format!(
+                        "{} / {}{target} (run {run} of {repeat})",
+                        scenario.name(),
+                        gw.name()
+                    );
+                    eprintln!("darts-load: {what} ...");
+                    let m = scenario::run(ctx, scenario, gw, security).await;
+                    if let Err(e) = &m.outcome {
+                        eprintln!("darts-load: {what} failed: {e}");
+                    }
+                    results.push(m);
+                    tokio::time::sleep(SETTLE).await;
                 }
-                results.push(m);
-                tokio::time::sleep(SETTLE).await;
             }
         }
     }
@@ -199,5 +218,8 @@ mod tests {
         assert!(!Scenario::HsTls.applies_to(GatewayKind::Direct));
         assert!(Scenario::Down.applies_to(GatewayKind::Direct));
         assert!(Scenario::Idle.applies_to(GatewayKind::Darts));
+        assert!(Scenario::Down.runs_secured(GatewayKind::Darts));
+        assert!(!Scenario::Down.runs_secured(GatewayKind::Websockify));
+        assert!(!Scenario::Echo.runs_secured(GatewayKind::Darts));
     }
 }

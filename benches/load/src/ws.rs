@@ -21,9 +21,9 @@ pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
 
 /// The upgrade request noVNC would send (less cookies and origin).
-pub fn upgrade_request(host: &str) -> Vec<u8> {
+pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
     format!(
-        "GET /websockify HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n"
     )
     .into_bytes()
@@ -31,12 +31,12 @@ pub fn upgrade_request(host: &str) -> Vec<u8> {
 
 /// Sends the upgrade request and reads the response head. Returns the bytes that came
 /// after the head (the start of the websocket stream).
-pub async fn handshake<S>(stream: &mut S, host: &str) -> Result<Vec<u8>>
+pub async fn handshake<S>(stream: &mut S, host: &str, path: &str) -> Result<Vec<u8>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     stream
-        .write_all(&upgrade_request(host))
+        .write_all(&upgrade_request(host, path))
         .await
         .map_err(LoadError::io("sending the upgrade request"))?;
     stream

@@ -17,7 +17,8 @@ use tokio_rustls::TlsConnector;
 use crate::backend::{Mode, Ports};
 use crate::client::Endpoint;
 use crate::error::{LoadError, Result};
-use crate::gateway::{Commands, GatewayKind, Running};
+use crate::gateway::{Commands, GatewayKind, Running, Upstream};
+use crate::security::{Secrets, Security};
 use crate::sys::Memory;
 
 use crate::tls::CertFiles;
@@ -58,6 +59,12 @@ impl Scenario {
         !(gw == GatewayKind::Direct && matches!(self, Self::Idle | Self::HsTls))
     }
 
+    /// Whether the scenario also runs against secured targets (darts only: neither
+    /// direct TCP nor websockify can answer a VNC password or VeNCrypt).
+    pub fn runs_secured(self, gw: GatewayKind) -> bool {
+        gw == GatewayKind::Darts && matches!(self, Self::Down | Self::Up | Self::HsPlain)
+    }
+
     fn backend_mode(self) -> Mode {
         match self {
             Self::Down => Mode::Source,
@@ -90,6 +97,8 @@ pub struct Ctx {
     pub cmds: Commands,
     pub cert: CertFiles,
     pub connector: TlsConnector,
+    /// The material darts needs for secured targets (written by the backend).
+    pub secrets: Secrets,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -166,6 +175,8 @@ pub struct Handshakes {
     pub first_error: Option<String>,
     pub secs: f64,
     pub cpu: CpuUse,
+    /// Set-ups timed one at a time after the window, with nothing else in flight.
+    pub alone: Vec<u32>,
 }
 
 impl Handshakes {
@@ -175,6 +186,12 @@ impl Handshakes {
     pub fn cpu_us_each(&self) -> Option<f64> {
         (self.count > 0).then_some(())?;
         self.cpu.gateway.map(|c| c * 1e6 / self.count as f64)
+    }
+    /// Median time of one set-up alone, µs.
+    pub fn alone_p50_us(&self) -> Option<f64> {
+        let mut v = self.alone.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).map(|&ns| f64::from(ns) / 1e3)
     }
 }
 
@@ -187,42 +204,68 @@ pub enum Outcome {
     Handshakes(Handshakes),
 }
 
-/// One scenario against one gateway.
+/// One scenario against one gateway and target security.
 #[derive(Debug)]
 pub struct Measurement {
     pub scenario: Scenario,
     pub gateway: GatewayKind,
+    pub security: Security,
     pub outcome: Result<Outcome, String>,
 }
 
-/// Runs `scenario` against `gw`: starts the gateway, measures, stops it.
-pub async fn run(ctx: &Ctx, scenario: Scenario, gw: GatewayKind) -> Measurement {
-    let outcome = run_inner(ctx, scenario, gw)
+/// Runs `scenario` against `gw` routed to a target with `security`: starts the gateway,
+/// measures, stops it.
+pub async fn run(
+    ctx: &Ctx,
+    scenario: Scenario,
+    gw: GatewayKind,
+    security: Security,
+) -> Measurement {
+    let outcome = run_inner(ctx, scenario, gw, security)
         .await
         .map_err(|e| e.to_string());
     Measurement {
         scenario,
         gateway: gw,
+        security,
         outcome,
     }
 }
 
-async fn run_inner(ctx: &Ctx, scenario: Scenario, gw: GatewayKind) -> Result<Outcome> {
-    let backend = ctx.backend.addr(scenario.backend_mode());
+async fn run_inner(
+    ctx: &Ctx,
+    scenario: Scenario,
+    gw: GatewayKind,
+    security: Security,
+) -> Result<Outcome> {
+    let backend = ctx.backend.addr(security, scenario.backend_mode());
     let tls = (scenario == Scenario::HsTls).then_some(&ctx.cert);
+    let secured = security != Security::None;
+    if secured && !scenario.runs_secured(gw) {
+        return Err(LoadError::Scenario(format!(
+            "{} cannot reach a {} target",
+            gw.name(),
+            security.name()
+        )));
+    }
+    let tag = format!("{}-{}", scenario.name(), security.name());
+    let upstream = if secured {
+        let file = ctx.cmds.log_dir.join(format!("tokens-{tag}"));
+        std::fs::write(&file, ctx.secrets.token_line(security, backend))
+            .map_err(LoadError::io(format!("writing {}", file.display())))?;
+        Upstream::TokenFile(file)
+    } else {
+        Upstream::Target(backend)
+    };
     let gateway = match gw {
         GatewayKind::Direct => None,
-        _ => Some(Running::start(
-            &ctx.cmds,
-            gw,
-            backend,
-            tls,
-            scenario.name(),
-        )?),
+        _ => Some(Running::start(&ctx.cmds, gw, &upstream, tls, &tag)?),
     };
     let ep = Endpoint {
         addr: gateway.as_ref().map_or(backend, |g| g.addr),
         ws: gateway.is_some(),
+        token: secured,
+        rfb: secured,
     };
     let s = &ctx.settings;
     let watch = Watch {
