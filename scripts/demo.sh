@@ -2,7 +2,8 @@
 # scripts/demo.sh: a QEMU desktop in the browser through `darts serve`, on a fresh Debian 12
 # machine, with the embedded default: a bundled demo machine, noVNC, no authentication, loopback.
 #
-#   1. installs QEMU and builds the demo machine from Debian packages (tests/setup.sh qemu guest):
+#   1. installs QEMU and the build libraries, and builds the demo machine from Debian packages
+#      (tests/setup.sh build qemu guest):
 #      a Debian kernel and a busybox initramfs on a 32 MiB BIOS-bootable disk image
 #   2. builds darts in release mode
 #   3. writes a configuration under $DARTS_DEMO_DIR (default target/demo): the image enabled
@@ -19,7 +20,7 @@ PORT=${DARTS_DEMO_PORT:-6080}
 GUEST=${DARTS_DEMO_GUEST:-$ROOT/target/demo-guest}
 DEMO=${DARTS_DEMO_DIR:-$ROOT/target/demo}
 
-bash tests/setup.sh qemu guest
+bash tests/setup.sh build qemu guest
 echo "==> cargo build --release --bin darts"
 cargo build --release --bin darts
 DARTS=$ROOT/target/release/darts

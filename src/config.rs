@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 /// Errors reading a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -40,6 +40,8 @@ pub struct Config {
     pub dir_mounts: Vec<PathBuf>,
     /// The noVNC client served to browsers.
     pub dir_novnc: PathBuf,
+    /// The service's own pages (landing, connect, manage) and their assets.
+    pub dir_html: PathBuf,
     /// Catalogue: `machines.conf` and `config.d/*.ini` live here.
     pub dir_etc: PathBuf,
 
@@ -161,6 +163,27 @@ pub struct Config {
     pub layout_header: String,
     pub layout_footer: String,
     pub layout_resize: String,
+    /// Terms and conditions shown next to Create: a file path or an HTML string (empty:
+    /// the built-in text).
+    pub layout_terms: String,
+
+    // Web service.
+    /// Public address of the service, e.g. `https://server/darts`: the base of mailed
+    /// login links and of session links. Empty: session links follow the request's
+    /// `Host`, and mailed links use the listening address.
+    pub service_url: String,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` names the client, for the
+    /// login rate limits and the session records.
+    #[serde(deserialize_with = "one_or_many_split")]
+    pub service_trusted_proxies: Vec<String>,
+    /// Serve on a non-loopback address although no authenticator is configured (anyone
+    /// may then start sessions under any name).
+    pub allow_open_access: bool,
+    /// How long a web login lasts, seconds.
+    pub login_lifetime: u64,
+    /// Failed logins allowed per user and per client address before each further
+    /// failure locks them out for twice as long (1 s, 2 s, 4 s, … up to 15 minutes).
+    pub login_max_failures: u32,
 
     // Peers.
     #[serde(deserialize_with = "one_or_many_split")]
@@ -177,6 +200,7 @@ impl Default for Config {
             dir_service: state,
             dir_mounts: vec!["/mnt".into(), "/media".into()],
             dir_novnc: "/usr/share/darts/novnc".into(),
+            dir_html: "/usr/share/darts/html".into(),
             dir_etc: "/etc/darts".into(),
             service_port: 6080,
             service_reverse_proxy: "/darts".into(),
@@ -247,6 +271,12 @@ impl Default for Config {
             layout_header: String::new(),
             layout_footer: String::new(),
             layout_resize: "remote".into(),
+            layout_terms: String::new(),
+            service_url: String::new(),
+            service_trusted_proxies: Vec::new(),
+            allow_open_access: false,
+            login_lifetime: 8 * 3600,
+            login_max_failures: 5,
             fallback_servers: Vec::new(),
         }
     }

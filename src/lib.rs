@@ -3,6 +3,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod api;
 pub mod auth;
 pub mod catalogue;
 pub mod certs;
@@ -13,6 +14,7 @@ pub mod fetch;
 pub mod gpu;
 pub mod host;
 pub mod limits;
+pub mod mail;
 pub mod proxy_cmd;
 pub mod qmp;
 pub mod rlimit;

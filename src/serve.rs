@@ -11,6 +11,9 @@ use darts_proxy::tls::CertPaths;
 use darts_proxy::{Gateway, GatewayConfig, TokenMap};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::chain_login::{ChainLogin, SmtpMailer};
+use crate::api::login::{LoginCheck, OpenLogin};
+use crate::api::{ApiOptions, DartsApp};
 use crate::config::Config;
 use crate::control::{self, LinkBase};
 use crate::session::Manager;
@@ -31,6 +34,20 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         config.service_port,
     ));
+    let open = !crate::api::login::auth_configured(&config);
+    if open {
+        if !listen.ip().is_loopback() && !config.allow_open_access {
+            anyhow::bail!(
+                "no authentication method is configured (check_user_*), so anyone could start \
+                 sessions: refusing to listen on {listen}. Configure authentication, listen on \
+                 loopback, or pass --allow-open-access=true to open it anyway"
+            );
+        }
+        tracing::warn!(
+            address = %listen,
+            "NO AUTHENTICATION: no check_user_* method is configured; every user name is accepted as typed"
+        );
+    }
     let tokens = Arc::new(TokenMap::new());
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut gw = GatewayConfig::new(listen);
@@ -56,6 +73,33 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         .context("starting the session manager")?;
     tokio::spawn(manager.clone().follow_viewers(events_rx));
 
+    if !config.dir_html.is_dir() {
+        tracing::warn!(dir = %config.dir_html.display(), "dir_html does not exist; the web pages will not be served");
+    }
+    let login: Arc<dyn LoginCheck> = if open {
+        Arc::new(OpenLogin)
+    } else {
+        Arc::new(ChainLogin::from_config(&config).context("authentication")?)
+    };
+    // Mail is needed for e-mail login links; without a server configured the API answers
+    // `mail_unavailable` to such logins.
+    let mailer: Option<Arc<dyn crate::api::login::Mailer>> =
+        if config.check_user_with_email && !config.smtp_server.is_empty() {
+            Some(Arc::new(
+                SmtpMailer::from_config(&config).context("mail (smtp_server, email_from)")?,
+            ))
+        } else {
+            None
+        };
+    let app = DartsApp::new(ApiOptions {
+        manager: manager.clone(),
+        login,
+        mailer,
+        open,
+        prefix: prefix.clone(),
+    });
+    gw.app = Some(Arc::new(app.clone()));
+
     let gateway = Gateway::bind(gw, tokens).await?;
     let addr = gateway.local_addr();
     let host = if addr.ip().is_unspecified() {
@@ -78,6 +122,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
             config.layout_resize.clone()
         },
     };
+    app.set_listen_base(links.base.clone());
     tracing::info!(address = %addr, url = %links.base, "darts serving");
 
     let stop = CancellationToken::new();

@@ -12,6 +12,11 @@
 #   browser  chromium fonts-liberation novnc websockify, and `npm ci` in tests/e2e/node
 #            (playwright-core drives Debian's chromium; no browser download)
 #   fuzz     cargo-fuzz, when `cargo fuzz --version` fails
+#   mail     python3-aiosmtpd, for the SMTP sink of tests/auth_mail.rs (tests/support/smtp-sink.py)
+#   build    libpam0g-dev: what building darts itself needs
+#   auth     dovecot-imapd slapd ldap-utils libpam0g-dev, for tests/auth_servers.rs (IMAP and LDAP
+#            servers started by the tests on loopback; PAM headers for the local method). The
+#            packages' own daemons are not used (the machine's policy-rc.d keeps them stopped).
 #
 # Prints how long each step took.
 set -euo pipefail
@@ -88,6 +93,8 @@ install_qemu() {
 
 GUEST_PKGS=(busybox-static cpio syslinux syslinux-common mtools)
 BROWSER_PKGS=(chromium fonts-liberation novnc websockify)
+MAIL_PKGS=(python3-aiosmtpd)
+AUTH_PKGS=(dovecot-imapd slapd ldap-utils libpam0g-dev)
 
 install_guest_tools() {
   if installed "${GUEST_PKGS[@]}"; then echo "guest tools already installed"; return; fi
@@ -97,6 +104,26 @@ install_guest_tools() {
 install_browser() {
   if installed "${BROWSER_PKGS[@]}"; then echo "chromium, novnc, websockify already installed"; return; fi
   apt_install "${BROWSER_PKGS[@]}"
+}
+
+# C libraries darts links against (PAM for local accounts).
+install_build_libs() {
+  if installed libpam0g-dev; then echo "libpam0g-dev already installed"; return; fi
+  apt_install libpam0g-dev
+}
+
+install_mail() {
+  if installed "${MAIL_PKGS[@]}"; then echo "python3-aiosmtpd already installed"; return; fi
+  apt_install "${MAIL_PKGS[@]}"
+}
+
+install_auth_servers() {
+  if installed "${AUTH_PKGS[@]}"; then echo "dovecot, slapd, ldap-utils, libpam0g-dev already installed"; return; fi
+  # slapd asks questions on install: answer them beforehand (its default instance is unused).
+  printf '%s\n' 'slapd slapd/no_configuration boolean false' 'slapd slapd/domain string darts.test' \
+    'slapd shared/organization string darts' 'slapd slapd/password1 password adminpw' \
+    'slapd slapd/password2 password adminpw' | as_root debconf-set-selections
+  apt_install "${AUTH_PKGS[@]}"
 }
 
 npm_ci() {
@@ -144,11 +171,14 @@ build_guest() { build_guest_into "${DARTS_E2E_GUEST:-$ROOT/target/e2e-guest}" cl
 build_demo_guest() { build_guest_into "${DARTS_DEMO_GUEST:-$ROOT/target/demo-guest}" generic; }
 
 t_all=$SECONDS
+want build && step "apt: build libraries (libpam0g-dev)" install_build_libs
 want qemu && step "apt: qemu (backports)" install_qemu
 want guest && step "apt: guest tools" install_guest_tools
 want browser && step "apt: chromium, novnc" install_browser
 want browser && step "npm ci (playwright-core)" npm_ci
 want fuzz && step "cargo-fuzz" install_cargo_fuzz
+want mail && step "apt: python3-aiosmtpd" install_mail
+want auth && step "apt: dovecot, slapd, pam" install_auth_servers
 want guest && step "build test guest" build_guest
 want guest && step "build demo machine" build_demo_guest
 

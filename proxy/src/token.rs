@@ -188,6 +188,18 @@ impl TokenMap {
         self.routes.insert(key, route);
     }
 
+    /// Replaces the route under `key` only if one is there (a used one-shot token stays
+    /// gone); true if it was replaced.
+    pub fn replace_key(&self, key: TokenKey, route: Route) -> bool {
+        match self.routes.get_mut(&key) {
+            Some(mut entry) => {
+                *entry = route;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes an in-process route; true if it existed.
     pub fn remove(&self, token: &str) -> bool {
         self.routes.remove(&TokenKey::of(token)).is_some()

@@ -5,6 +5,16 @@
 //! tell (server down, misconfigured): then the next method is tried. Passwords are never
 //! logged, and every refusal reaches the user as one uniform message.
 
+pub mod chain;
+pub mod custom;
+pub mod email_link;
+pub mod imap;
+pub mod ldap;
+pub mod mfa;
+pub mod pam;
+pub mod smtp;
+pub mod tls;
+
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;

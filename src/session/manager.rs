@@ -24,6 +24,8 @@ use crate::limits::{self, Refusal};
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
 /// One extension.
 pub const EXTEND_STEP: u64 = 24 * 3600;
+/// Tokens a session keeps at most; issuing more drops the oldest.
+pub const MAX_TOKENS: usize = 16;
 
 /// Who asks. The HTTP layer fills it from authentication; the local control socket is
 /// an administrator.
@@ -291,9 +293,62 @@ impl Manager {
             r.clone()
         };
         self.store.save(&record)?;
-        self.register_routes(&record)?;
+        self.update_routes(&record)?;
         tracing::info!(session = %name, expires = record.expires, "session extended");
         Ok(info(&live))
+    }
+
+    /// Mints a fresh full-control token and, unless the session is one-shot, a fresh
+    /// view-only one, for a running session `caller` may see. Tokens are kept only as
+    /// digests, so a lost link can never be shown again: this is how links are handed
+    /// out later. Earlier tokens keep working, up to the newest [`MAX_TOKENS`]; a
+    /// one-shot session keeps only the new one.
+    pub fn issue_tokens(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(String, Option<String>), SessionError> {
+        let live = self.authorized(caller, name)?;
+        let rng = |_| SessionError::Internal("the system random generator failed".into());
+        let oneshot = lock(&live.record).oneshot;
+        let token = super::secret::token().map_err(rng)?;
+        let view_token = if oneshot {
+            None
+        } else {
+            Some(super::secret::token().map_err(rng)?)
+        };
+        let (record, dropped) = {
+            let mut r = lock(&live.record);
+            if r.phase != Phase::Running {
+                return Err(SessionError::Internal(
+                    "the session is still starting".into(),
+                ));
+            }
+            if oneshot {
+                r.tokens.clear();
+            }
+            r.tokens.push(super::record::TokenRecord {
+                sha256: TokenKey::of(&token).to_hex(),
+                view_only: false,
+            });
+            if let Some(v) = &view_token {
+                r.tokens.push(super::record::TokenRecord {
+                    sha256: TokenKey::of(v).to_hex(),
+                    view_only: true,
+                });
+            }
+            let excess = r.tokens.len().saturating_sub(MAX_TOKENS);
+            r.tokens.drain(..excess);
+            (r.clone(), oneshot || excess > 0)
+        };
+        self.store.save(&record)?;
+        if dropped {
+            // Routes of the tokens just forgotten go too; the kept ones come back below.
+            self.tokens.remove_label(&record.name);
+        }
+        self.register_routes(&record)?;
+        tracing::info!(session = %name, tokens = record.tokens.len(), "new links issued");
+        Ok((token, view_token))
     }
 
     /// Ends a session: the guest is asked to power off, then QEMU to quit, then killed,
@@ -372,6 +427,16 @@ impl Manager {
 
     /// (Re-)registers every token of a session in the gateway's map.
     pub(super) fn register_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.set_routes(record, false)
+    }
+
+    /// Moves the expiry of the session's routes still in the map; a one-shot token
+    /// already used is not brought back.
+    fn update_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.set_routes(record, true)
+    }
+
+    fn set_routes(&self, record: &SessionRecord, only_existing: bool) -> Result<(), SessionError> {
         let security = self.backend_security(record)?;
         for t in &record.tokens {
             let Some(key) = TokenKey::from_hex(&t.sha256) else {
@@ -386,7 +451,11 @@ impl Manager {
             if record.expires != 0 {
                 route = route.expires_at(UNIX_EPOCH + Duration::from_secs(record.expires));
             }
-            self.tokens.insert_key(key, route);
+            if only_existing {
+                self.tokens.replace_key(key, route);
+            } else {
+                self.tokens.insert_key(key, route);
+            }
         }
         Ok(())
     }
@@ -591,6 +660,74 @@ mod tests {
             ),
             other => panic!("token route {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn fresh_links_route_to_the_session_and_old_ones_are_capped() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let name = "darts-aaaaaaaaaaaa";
+        assert!(matches!(
+            mgr.issue_tokens(&Caller::user("bob"), name),
+            Err(SessionError::Forbidden)
+        ));
+        let (full, view) = mgr.issue_tokens(&Caller::user("alice"), name).unwrap();
+        let view = view.expect("a view-only token");
+        match (mgr.tokens.lookup(&full), mgr.tokens.lookup(&view)) {
+            (darts_proxy::Lookup::Found(f), darts_proxy::Lookup::Found(v)) => {
+                assert!(!f.view_only && v.view_only);
+                assert_eq!(f.label.as_deref(), Some(name));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The first token still works; digests only reach the state file.
+        assert!(matches!(
+            mgr.tokens.lookup("tok"),
+            darts_proxy::Lookup::Found(_)
+        ));
+        let (records, _) = mgr.store.load_all();
+        let text = serde_json::to_string(&records[0]).unwrap();
+        assert!(!text.contains(&full) && records[0].tokens.len() == 3);
+        // Past the cap, the oldest tokens stop routing.
+        for _ in 0..MAX_TOKENS {
+            mgr.issue_tokens(&Caller::admin("root"), name).unwrap();
+        }
+        assert_eq!(mgr.store.load_all().0[0].tokens.len(), MAX_TOKENS);
+        assert!(matches!(
+            mgr.tokens.lookup("tok"),
+            darts_proxy::Lookup::Unknown
+        ));
+        assert!(matches!(
+            mgr.tokens.lookup(&full),
+            darts_proxy::Lookup::Unknown
+        ));
+        assert_eq!(mgr.tokens.len(), MAX_TOKENS);
+    }
+
+    #[tokio::test]
+    async fn extending_a_one_shot_session_does_not_revive_its_used_token() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let name = "darts-aaaaaaaaaaaa";
+        {
+            let sessions = lock(&mgr.sessions);
+            let mut r = lock(&sessions[name].record);
+            r.oneshot = true;
+            let record = r.clone();
+            drop(r);
+            mgr.register_routes(&record).unwrap();
+        }
+        assert!(matches!(
+            mgr.tokens.lookup("tok"),
+            darts_proxy::Lookup::Found(_)
+        ));
+        assert_eq!(
+            mgr.tokens.lookup("tok"),
+            darts_proxy::Lookup::Unknown,
+            "used once"
+        );
+        mgr.extend(&Caller::user("alice"), name).unwrap();
+        assert_eq!(mgr.tokens.lookup("tok"), darts_proxy::Lookup::Unknown);
     }
 
     #[test]

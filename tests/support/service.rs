@@ -73,6 +73,7 @@ dir_service = "{root}/service"
 dir_etc = "{root}/etc"
 dir_mounts = []
 dir_novnc = "{novnc}"
+dir_html = "{html}"
 service_port = {port}
 qemu_accel = "tcg"
 snapshot_alloc_mem = 0.25
@@ -85,6 +86,7 @@ service_max_mem_fraction_nb_per_user = 0
 "#,
                 root = root.display(),
                 novnc = crate::qemu::repo_path("web/novnc").display(),
+                html = crate::qemu::repo_path("web/app").display(),
                 port = addr.port(),
             ),
         )

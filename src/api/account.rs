@@ -1,0 +1,329 @@
+//! The page set-up and the login endpoints: `/api/config`, `/api/login`,
+//! `/api/login/link` (the mailed one-time link) and `/api/logout`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::login::LoginOutcome;
+use super::logins::LINK_LIFETIME;
+use super::wire::{self, Body};
+use super::{set_cookie, Call, Inner};
+use crate::auth::Credentials;
+use crate::catalogue::Catalogue;
+use crate::config::Config;
+
+/// Largest `layout_header`, `layout_footer` or `layout_terms` file read.
+const MAX_LAYOUT_FILE: u64 = 256 * 1024;
+/// Longest user name.
+const MAX_USER: usize = 128;
+
+/// Shown next to Create when `layout_terms` is empty.
+const DEFAULT_TERMS: &str = "<p><b>Terms and Conditions.</b> Sessions are for your work \
+within our organisation. A session and its disk are wiped when it ends: keep nothing there \
+that you need afterwards. We keep track of this \
+service's use (user name, machine, times, client address) for legal purposes. One cookie \
+keeps you logged in; none is used for tracking.</p>";
+
+/// `GET /api/config`: what the pages need to draw themselves.
+pub(super) fn config(app: &Inner, call: &Call) -> Response<Body> {
+    let c = &call.config;
+    let catalogue = Catalogue::load(c);
+    let machines: Vec<Value> = catalogue
+        .machines()
+        .iter()
+        .filter(|m| m.available)
+        .map(|m| json!({ "name": m.name, "description": m.description }))
+        .collect();
+    let user = call
+        .login
+        .as_ref()
+        .map(|l| json!({ "name": l.user, "admin": c.is_admin(&l.user), "email": l.email }));
+    let mut body = json!({
+        "title": c.layout_title,
+        "service": "darts",
+        "version": env!("CARGO_PKG_VERSION"),
+        "layout": {
+            "cpu": c.layout_cpu,
+            "memory": c.layout_memory,
+            "lifetime": c.layout_lifetime,
+            "gpu": c.layout_gpu,
+            "oneshot": c.oneshot,
+            "level": c.layout_level,
+            "header": file_or_html(&c.layout_header),
+            "footer": file_or_html(&c.layout_footer),
+            "terms": file_or_html(&c.layout_terms).unwrap_or_else(|| DEFAULT_TERMS.to_owned()),
+            "resize": resize(c),
+        },
+        "defaults": {
+            "machine": c.machine,
+            "cpu": c.snapshot_alloc_cpu,
+            "memory": c.snapshot_alloc_mem,
+            "lifetime": c.snapshot_lifetime / 86400,
+        },
+        "machines": machines,
+        "auth": { "open": app.open, "email": c.check_user_with_email },
+        "user": user,
+    });
+    if let Some(l) = &call.login {
+        body["csrf"] = json!(l.csrf);
+    }
+    wire::json(StatusCode::OK, &body)
+}
+
+/// `layout_resize`, or `scale` when empty (as the original).
+pub(super) fn resize(c: &Config) -> String {
+    if c.layout_resize.trim().is_empty() {
+        "scale".into()
+    } else {
+        c.layout_resize.trim().to_owned()
+    }
+}
+
+/// A layout option that is either a file path or the HTML itself; `None` when empty.
+fn file_or_html(value: &str) -> Option<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
+    }
+    let path = Path::new(v);
+    if path.is_absolute() && path.is_file() {
+        return match std::fs::metadata(path) {
+            Ok(m) if m.len() <= MAX_LAYOUT_FILE => std::fs::read_to_string(path)
+                .map_err(|e| tracing::warn!(file = %path.display(), error = %e, "cannot read a layout file"))
+                .ok(),
+            _ => {
+                tracing::warn!(file = %path.display(), "layout file too large; ignored");
+                None
+            }
+        };
+    }
+    Some(v.to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    user: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /api/login`.
+pub(super) async fn login(
+    app: &Inner,
+    call: &Call,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let form: LoginBody = wire::read_json(&call.headers, body).await?;
+    let user = form.user.trim().to_owned();
+    check_user_name(&user)?;
+    let keys = [
+        format!("addr:{}", call.client),
+        format!("user:{}", user.to_lowercase()),
+    ];
+    let now = Instant::now();
+    let wait = keys
+        .iter()
+        .filter_map(|k| app.backoff.check(k, now).err())
+        .max();
+    if let Some(wait) = wait {
+        tracing::info!(user = %user, client.addr = %call.client, "login refused: back-off");
+        return Err(ApiError::RateLimited {
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
+    let creds = Credentials {
+        user: user.clone(),
+        password: form.password,
+        remote: Some(call.client),
+    };
+    let outcome = app.login.check(&creds).await;
+    drop(creds);
+    let (user, email) = match outcome {
+        LoginOutcome::Authenticated { user, email } => (user, email),
+        LoginOutcome::Open => (user, None),
+        LoginOutcome::Rejected => {
+            for k in &keys {
+                app.backoff.failure(k, Instant::now());
+            }
+            tracing::info!(user = %user, client.addr = %call.client, "login refused");
+            return Err(ApiError::InvalidCredentials);
+        }
+        LoginOutcome::EmailLink { email } => {
+            // Each mail counts as an attempt, so nobody can flood a mailbox.
+            for k in &keys {
+                app.backoff.failure(k, Instant::now());
+            }
+            return send_link(app, call, email).await;
+        }
+    };
+    app.backoff.success(&keys[1]);
+    // A new login replaces the one this browser had.
+    if let Some(old) = &call.cookie {
+        app.logins.close(old);
+    }
+    let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
+    let (cookie, login) = app.logins.open(user, email, lifetime)?;
+    tracing::info!(user = %login.user, client.addr = %call.client, "logged in");
+    let admin = call.config.is_admin(&login.user);
+    let mut r = wire::json(
+        StatusCode::OK,
+        &json!({ "user": login.user, "admin": admin, "csrf": login.csrf }),
+    );
+    set_cookie(&mut r, &app.login_cookie(call, &cookie, lifetime.as_secs()));
+    Ok(r)
+}
+
+/// The original's character class for form values, and a length bound.
+fn check_user_name(user: &str) -> Result<(), ApiError> {
+    if user.is_empty() {
+        return Err(ApiError::invalid("user", "enter your user name"));
+    }
+    if user.chars().count() > MAX_USER {
+        return Err(ApiError::invalid(
+            "user",
+            format!("at most {MAX_USER} characters"),
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.-@: ".contains(c);
+    if !user.chars().all(allowed) {
+        return Err(ApiError::invalid(
+            "user",
+            "use only letters, digits, spaces and _ . - @ :",
+        ));
+    }
+    Ok(())
+}
+
+/// Mails a one-time login link; 202 `email_sent`.
+async fn send_link(app: &Inner, call: &Call, email: String) -> Result<Response<Body>, ApiError> {
+    let Some(mailer) = &app.mailer else {
+        tracing::warn!("e-mail login asked for, but no mailer is configured");
+        return Err(ApiError::MailUnavailable);
+    };
+    let token = app.logins.new_link(email.clone())?;
+    let link = format!(
+        "{}/api/login/link?token={token}",
+        app.mail_base(&call.config)
+    );
+    if let Err(e) = mailer.send_login_link(&email, &link).await {
+        tracing::warn!(to = %email, error = %e, "cannot send the login link");
+        return Err(ApiError::MailFailed);
+    }
+    tracing::info!(to = %email, client.addr = %call.client, "login link sent");
+    Ok(wire::json(
+        StatusCode::ACCEPTED,
+        &json!({
+            "code": "email_sent",
+            "message": format!(
+                "A login link was sent to {email}. It works once, within {} minutes.",
+                LINK_LIFETIME.as_secs() / 60
+            ),
+        }),
+    ))
+}
+
+/// `GET /api/login/link?token=T`: opens the login a mailed link stands for, then sends
+/// the browser to the landing page. An HTML answer, since a person clicked it.
+pub(super) fn login_link(app: &Inner, call: &Call) -> Response<Body> {
+    let token = call.query.as_deref().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| v.to_owned())
+    });
+    let email = token.as_deref().and_then(|t| app.logins.take_link(t));
+    let Some(email) = email else {
+        tracing::info!(client.addr = %call.client, "unknown or expired login link");
+        return html(
+            StatusCode::UNAUTHORIZED,
+            &ApiError::LinkInvalid.to_string(),
+            None,
+        );
+    };
+    let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
+    let Ok((cookie, login)) = app.logins.open(email.clone(), Some(email), lifetime) else {
+        return html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &ApiError::Internal.to_string(),
+            None,
+        );
+    };
+    tracing::info!(user = %login.user, client.addr = %call.client, "logged in by e-mail link");
+    // A page on this site moves on to the landing page: a redirect straight from the
+    // mail client's navigation would not carry the SameSite=Strict cookie.
+    let mut r = html(StatusCode::OK, "You are logged in.", Some("../../"));
+    set_cookie(&mut r, &app.login_cookie(call, &cookie, lifetime.as_secs()));
+    r
+}
+
+/// `POST /api/logout`.
+pub(super) fn logout(app: &Inner, call: &Call) -> Response<Body> {
+    if let Some(c) = &call.cookie {
+        app.logins.close(c);
+    }
+    if let Some(l) = &call.login {
+        tracing::info!(user = %l.user, "logged out");
+    }
+    let mut r = wire::json(StatusCode::OK, &json!({ "user": null }));
+    set_cookie(&mut r, &app.login_cookie(call, "", 0));
+    r
+}
+
+/// A minimal page with a message and, optionally, a link it moves on to.
+fn html(status: StatusCode, message: &str, next: Option<&str>) -> Response<Body> {
+    let refresh = next
+        .map(|n| format!("<meta http-equiv=\"refresh\" content=\"0; url={n}\">"))
+        .unwrap_or_default();
+    let link = format!("<a href=\"{}\">Continue</a>", next.unwrap_or("../../"));
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}<title>darts</title></head>\
+         <body><p>{message}</p><p>{link}</p></body></html>"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(page)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    wire::secure(h);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_follow_the_originals_character_class() {
+        assert!(check_user_name("alice").is_ok());
+        assert!(check_user_name("a.b-c_d@example.org").is_ok());
+        assert!(check_user_name("").is_err());
+        assert!(check_user_name("a/b").is_err());
+        assert!(check_user_name("<script>").is_err());
+        assert!(check_user_name(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn layout_values_are_files_or_html() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("header.html");
+        std::fs::write(&f, "<h1>From file</h1>").unwrap();
+        assert_eq!(
+            file_or_html(f.to_str().unwrap()).as_deref(),
+            Some("<h1>From file</h1>")
+        );
+        assert_eq!(file_or_html(" <b>x</b> ").as_deref(), Some("<b>x</b>"));
+        assert_eq!(file_or_html("  "), None);
+    }
+}

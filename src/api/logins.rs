@@ -1,0 +1,200 @@
+//! Web logins: the `darts_login` cookie, the CSRF token that goes with it, and pending
+//! one-time e-mail login links.
+//!
+//! Secrets are kept by SHA-256 digest only (as the gateway keeps its tokens), so the
+//! lookup does not compare secrets byte by byte. Logins live in memory: a restart of
+//! darts logs everybody out, while their sessions and links keep working.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use darts_proxy::token::TokenKey;
+
+use super::error::ApiError;
+use crate::session::secret;
+
+/// The login cookie's name.
+pub const COOKIE: &str = "darts_login";
+/// Logins held at once; beyond, the oldest go first.
+const MAX_LOGINS: usize = 10_000;
+/// Pending e-mail links held at once.
+const MAX_LINKS: usize = 10_000;
+/// How long a mailed login link stays valid.
+pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// An open login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub email: Option<String>,
+    /// Sent back by the pages in `X-CSRF-Token` on every state-changing request.
+    pub csrf: String,
+}
+
+impl Login {
+    /// Whether `header` carries this login's CSRF token.
+    pub fn csrf_matches(&self, header: Option<&str>) -> bool {
+        header.is_some_and(|h| TokenKey::of(h.trim()) == TokenKey::of(&self.csrf))
+    }
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    value: T,
+    expires: Instant,
+}
+
+/// Every open login and pending link of this server.
+#[derive(Debug, Default)]
+pub struct Logins {
+    open: Mutex<HashMap<TokenKey, Entry<Login>>>,
+    links: Mutex<HashMap<TokenKey, Entry<String>>>,
+}
+
+impl Logins {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens a login for `lifetime`; returns the cookie value and the login.
+    pub fn open(
+        &self,
+        user: String,
+        email: Option<String>,
+        lifetime: Duration,
+    ) -> Result<(String, Login), ApiError> {
+        let cookie = secret::token().map_err(|_| rng_failed())?;
+        let csrf = secret::token().map_err(|_| rng_failed())?;
+        let login = Login { user, email, csrf };
+        let mut map = lock(&self.open);
+        make_room(&mut map, MAX_LOGINS);
+        map.insert(
+            TokenKey::of(&cookie),
+            Entry {
+                value: login.clone(),
+                expires: Instant::now() + lifetime,
+            },
+        );
+        Ok((cookie, login))
+    }
+
+    /// The login a cookie belongs to, if it is still valid.
+    pub fn find(&self, cookie: &str) -> Option<Login> {
+        let key = TokenKey::of(cookie);
+        let mut map = lock(&self.open);
+        match map.get(&key) {
+            Some(e) if e.expires > Instant::now() => Some(e.value.clone()),
+            Some(_) => {
+                map.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends a login.
+    pub fn close(&self, cookie: &str) -> bool {
+        lock(&self.open).remove(&TokenKey::of(cookie)).is_some()
+    }
+
+    /// A one-time link token that will open a login for `email`.
+    pub fn new_link(&self, email: String) -> Result<String, ApiError> {
+        let token = secret::token().map_err(|_| rng_failed())?;
+        let mut map = lock(&self.links);
+        make_room(&mut map, MAX_LINKS);
+        map.insert(
+            TokenKey::of(&token),
+            Entry {
+                value: email,
+                expires: Instant::now() + LINK_LIFETIME,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Consumes a link token; the address it was mailed to, if still valid.
+    pub fn take_link(&self, token: &str) -> Option<String> {
+        let e = lock(&self.links).remove(&TokenKey::of(token))?;
+        (e.expires > Instant::now()).then_some(e.value)
+    }
+}
+
+/// Drops expired entries when the map is full, then the one closest to expiry.
+fn make_room<T>(map: &mut HashMap<TokenKey, Entry<T>>, max: usize) {
+    if map.len() < max {
+        return;
+    }
+    let now = Instant::now();
+    map.retain(|_, e| e.expires > now);
+    while map.len() >= max {
+        let Some(oldest) = map.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| *k) else {
+            break;
+        };
+        map.remove(&oldest);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn rng_failed() -> ApiError {
+    tracing::error!("the system random generator failed");
+    ApiError::Internal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_open_find_and_close_logins() {
+        let logins = Logins::new();
+        let (cookie, login) = logins
+            .open("alice".into(), None, Duration::from_secs(60))
+            .unwrap();
+        assert_ne!(cookie, login.csrf);
+        let found = logins.find(&cookie).unwrap();
+        assert_eq!(found.user, "alice");
+        assert!(found.csrf_matches(Some(&login.csrf)));
+        assert!(!found.csrf_matches(Some("wrong")));
+        assert!(!found.csrf_matches(None));
+        assert!(logins.find("not-a-cookie").is_none());
+        assert!(logins.close(&cookie));
+        assert!(logins.find(&cookie).is_none());
+    }
+
+    #[test]
+    fn expired_logins_are_gone() {
+        let logins = Logins::new();
+        let (cookie, _) = logins.open("bob".into(), None, Duration::ZERO).unwrap();
+        assert!(logins.find(&cookie).is_none());
+    }
+
+    #[test]
+    fn links_work_once() {
+        let logins = Logins::new();
+        let t = logins.new_link("a@example.org".into()).unwrap();
+        assert_eq!(logins.take_link(&t).as_deref(), Some("a@example.org"));
+        assert_eq!(logins.take_link(&t), None);
+    }
+
+    #[test]
+    fn a_full_table_drops_the_oldest() {
+        let mut map = HashMap::new();
+        let now = Instant::now();
+        for i in 0..3u64 {
+            map.insert(
+                TokenKey::of(&i.to_string()),
+                Entry {
+                    value: i,
+                    expires: now + Duration::from_secs(100 + i),
+                },
+            );
+        }
+        make_room(&mut map, 3);
+        assert_eq!(map.len(), 2);
+        assert!(!map.contains_key(&TokenKey::of("0")));
+    }
+}

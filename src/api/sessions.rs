@@ -1,0 +1,355 @@
+//! The session endpoints: create, list, show, extend, fresh links, stop, purge. Every
+//! one goes through the session manager with the logged-in caller, which decides who
+//! may do what (owners their own sessions, administrators all of them).
+
+use http::{header, HeaderValue, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::account::resize;
+use super::error::ApiError;
+use super::wire::{self, Body};
+use super::{Call, Inner};
+use crate::catalogue::Catalogue;
+use crate::config::Config;
+use crate::control::LinkBase;
+use crate::session::manager::time_left;
+use crate::session::record::is_session_name;
+use crate::session::{CreateRequest, SessionError, SessionInfo};
+
+/// A session as the API shows it: the manager's view and what the pages compute from it.
+#[derive(Debug, Serialize)]
+pub(super) struct SessionView {
+    #[serde(flatten)]
+    info: SessionInfo,
+    /// Seconds left; `null` when the session has no time limit.
+    time_left: Option<u64>,
+    /// Whether "+24 h" can still add time.
+    extendable: bool,
+}
+
+impl SessionView {
+    fn new(info: SessionInfo, config: &Config) -> Self {
+        let cap = info.created.saturating_add(config.lifetime_cap());
+        Self {
+            time_left: time_left(info.expires),
+            extendable: info.expires != 0 && info.expires < cap,
+            info,
+        }
+    }
+}
+
+/// What the landing page's form sends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    machine: String,
+    cpu: Option<u32>,
+    /// GB.
+    memory: Option<f64>,
+    /// Days.
+    lifetime: Option<u32>,
+    #[serde(default)]
+    gpu: bool,
+    #[serde(default)]
+    oneshot: bool,
+}
+
+/// `POST /api/sessions`.
+pub(super) async fn create(
+    app: &Inner,
+    call: &Call,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let caller = call.caller()?;
+    let form: CreateBody = wire::read_json(&call.headers, body).await?;
+    let req = validate(&form, &call.config)?;
+    let created = app
+        .manager
+        .create(&caller, &req)
+        .await
+        .inspect_err(|e| {
+            tracing::info!(user = %caller.user, machine = %req.machine, code = e.code(), "session refused")
+        })?;
+    let links = links(app, call, &created.token, created.view_token.as_deref());
+    let name = created.info.name.clone();
+    tracing::info!(user = %caller.user, session = %name, "session created from the web");
+    let mut body = serde_json::to_value(&links).map_err(|_| ApiError::Internal)?;
+    body["session"] = json!(SessionView::new(created.info, &call.config));
+    let mut r = wire::json(StatusCode::CREATED, &body);
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/api/sessions/{name}", app.prefix)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+/// Checks each field against the choices the page offers; the message names the field.
+fn validate(form: &CreateBody, config: &Config) -> Result<CreateRequest, ApiError> {
+    let catalogue = Catalogue::load(config);
+    if catalogue.get(&form.machine).is_none() {
+        let known: Vec<&str> = catalogue
+            .machines()
+            .iter()
+            .filter(|m| m.available)
+            .map(|m| m.name.as_str())
+            .collect();
+        return Err(ApiError::invalid(
+            "machine",
+            format!(
+                "unknown machine {:?}; choose one of: {}",
+                form.machine,
+                known.join(", ")
+            ),
+        ));
+    }
+    if let Some(cpu) = form.cpu {
+        if !config.layout_cpu.is_empty() && !config.layout_cpu.contains(&cpu) {
+            return Err(ApiError::invalid(
+                "cpu",
+                format!("choose one of {}", choices(&config.layout_cpu)),
+            ));
+        }
+    }
+    if let Some(mem) = form.memory {
+        let offered = config.layout_memory.is_empty()
+            || config.layout_memory.iter().any(|m| (m - mem).abs() < 1e-9);
+        if !mem.is_finite() || mem <= 0.0 || !offered {
+            return Err(ApiError::invalid(
+                "memory",
+                format!("choose one of {} (GB)", choices(&config.layout_memory)),
+            ));
+        }
+    }
+    if let Some(days) = form.lifetime {
+        if !config.layout_lifetime.is_empty() && !config.layout_lifetime.contains(&days) {
+            return Err(ApiError::invalid(
+                "lifetime",
+                format!("choose one of {} (days)", choices(&config.layout_lifetime)),
+            ));
+        }
+    }
+    if form.gpu && !config.layout_gpu {
+        return Err(ApiError::invalid(
+            "gpu",
+            "this server does not offer GPU sessions",
+        ));
+    }
+    Ok(CreateRequest {
+        machine: form.machine.clone(),
+        cpu: form.cpu,
+        memory_gb: form.memory,
+        lifetime: form.lifetime.map(|d| u64::from(d) * 86400),
+        oneshot: form.oneshot,
+        gpu: form.gpu,
+        use_master: false,
+    })
+}
+
+fn choices<T: ToString>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A session's links, shown once.
+#[derive(Debug, Serialize)]
+struct Links {
+    url: String,
+    view_url: Option<String>,
+    /// The full-control link as an SVG QR code.
+    qr_svg: Option<String>,
+}
+
+fn links(app: &Inner, call: &Call, token: &str, view_token: Option<&str>) -> Links {
+    let base = LinkBase {
+        base: app.public_base(call),
+        resize: resize(&call.config),
+    };
+    let url = base.connect_url(token);
+    Links {
+        qr_svg: qr_svg(&url),
+        view_url: view_token.map(|t| base.connect_url(t)),
+        url,
+    }
+}
+
+/// The QR code of `text` as SVG (plain attributes, no style: the pages' CSP allows it).
+fn qr_svg(text: &str) -> Option<String> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build(),
+    )
+}
+
+/// The `{name}` of the route, when it can be a session's name.
+fn name(call: &Call) -> Result<&str, ApiError> {
+    call.param
+        .as_deref()
+        .filter(|n| is_session_name(n))
+        .ok_or(ApiError::Session(SessionError::NotFound))
+}
+
+/// `GET /api/sessions`: the caller's sessions, or every session for an administrator.
+pub(super) fn list(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+    let caller = call.caller()?;
+    let sessions: Vec<SessionView> = app
+        .manager
+        .list(&caller)
+        .into_iter()
+        .map(|i| SessionView::new(i, &call.config))
+        .collect();
+    Ok(wire::json(
+        StatusCode::OK,
+        &json!({ "sessions": sessions, "admin": caller.admin }),
+    ))
+}
+
+/// `GET /api/sessions/{name}`.
+pub(super) fn get(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+    let info = app.manager.get(&call.caller()?, name(call)?)?;
+    Ok(wire::json(
+        StatusCode::OK,
+        &json!({ "session": SessionView::new(info, &call.config) }),
+    ))
+}
+
+/// `POST /api/sessions/{name}/extend`: +24 h, up to the maximum lifetime.
+pub(super) fn extend(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+    let caller = call.caller()?;
+    let info = app.manager.extend(&caller, name(call)?)?;
+    Ok(wire::json(
+        StatusCode::OK,
+        &json!({ "session": SessionView::new(info, &call.config) }),
+    ))
+}
+
+/// `POST /api/sessions/{name}/connect`: fresh links (tokens are kept only as digests,
+/// so earlier links cannot be shown again).
+pub(super) fn connect(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+    let caller = call.caller()?;
+    let name = name(call)?;
+    let info = app.manager.get(&caller, name)?;
+    if info.oneshot && info.viewers > 0 {
+        return Err(ApiError::OneShotInUse);
+    }
+    let (token, view_token) = app.manager.issue_tokens(&caller, name)?;
+    tracing::info!(user = %caller.user, session = %name, "fresh links issued");
+    let links = links(app, call, &token, view_token.as_deref());
+    let mut body = serde_json::to_value(&links).map_err(|_| ApiError::Internal)?;
+    body["session"] = json!(SessionView::new(info, &call.config));
+    Ok(wire::json(StatusCode::OK, &body))
+}
+
+/// `DELETE /api/sessions/{name}`: stops the session; answers once it is gone.
+pub(super) async fn stop(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+    let caller = call.caller()?;
+    let name = name(call)?;
+    app.manager.stop(&caller, name).await?;
+    tracing::info!(user = %caller.user, session = %name, "session stopped from the web");
+    Ok(wire::json(StatusCode::OK, &json!({ "stopped": name })))
+}
+
+/// `POST /api/purge`: stops every session (administrators only).
+pub(super) async fn purge(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+    let caller = call.caller()?;
+    if !caller.admin {
+        return Err(ApiError::AdminOnly);
+    }
+    let stopped = app.manager.purge(&caller).await?;
+    tracing::info!(user = %caller.user, stopped, "every session purged from the web");
+    Ok(wire::json(StatusCode::OK, &json!({ "stopped": stopped })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qr_codes_are_svg_without_style() {
+        let svg = qr_svg(
+            "http://127.0.0.1:6080/darts/vnc.html?resize=remote&autoconnect=true&path=?token=abc",
+        )
+        .unwrap();
+        assert!(svg.contains("<svg") && svg.contains("<path"));
+        assert!(!svg.contains("style"));
+    }
+
+    #[test]
+    fn the_form_is_checked_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::create_dir_all(dir.path().join("machines")).unwrap();
+        std::fs::write(dir.path().join("machines/demo.img"), "x").unwrap();
+        std::fs::write(
+            dir.path().join("etc/machines.conf"),
+            "[demo.img]\ndescription=Demo\n",
+        )
+        .unwrap();
+        let config = Config {
+            dir_etc: dir.path().join("etc"),
+            dir_machines: dir.path().join("machines"),
+            ..Config::default()
+        };
+        let form = |machine: &str, cpu, memory, lifetime, gpu| CreateBody {
+            machine: machine.into(),
+            cpu,
+            memory,
+            lifetime,
+            gpu,
+            oneshot: false,
+        };
+        let field = |r: Result<CreateRequest, ApiError>| match r {
+            Err(ApiError::InvalidField { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(validate(&form("nope", None, None, None, false), &config)),
+            "machine"
+        );
+        assert_eq!(
+            field(validate(
+                &form("demo.img", Some(3), None, None, false),
+                &config
+            )),
+            "cpu"
+        );
+        assert_eq!(
+            field(validate(
+                &form("demo.img", None, Some(5.0), None, false),
+                &config
+            )),
+            "memory"
+        );
+        assert_eq!(
+            field(validate(
+                &form("demo.img", None, Some(f64::NAN), None, false),
+                &config
+            )),
+            "memory"
+        );
+        assert_eq!(
+            field(validate(
+                &form("demo.img", None, None, Some(3), false),
+                &config
+            )),
+            "lifetime"
+        );
+        assert_eq!(
+            field(validate(&form("demo.img", None, None, None, true), &config)),
+            "gpu"
+        );
+        let ok = validate(
+            &form("demo.img", Some(2), Some(4.0), Some(2), false),
+            &config,
+        )
+        .unwrap();
+        assert_eq!(ok.lifetime, Some(2 * 86400));
+        assert_eq!(ok.memory_gb, Some(4.0));
+    }
+}
