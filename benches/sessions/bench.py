@@ -26,8 +26,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Phases spent waiting for QEMU's tools or QEMU itself; the rest is darts' own work.
-QEMU_PHASES = {"disk", "qemu_launch", "qmp_ready", "vnc_ready"}
+# Phases spent waiting for QEMU's tools or QEMU itself (qemu_options probes `qemu -M help`
+# once per process when qemu_exec_options is auto); the rest is darts' own work.
+QEMU_PHASES = {"disk", "qemu_options", "qemu_launch", "qmp_ready", "vnc_ready"}
 
 
 def free_port():
@@ -139,7 +140,9 @@ service_max_mem_fraction_nb_per_user = 0
     print(f"\n### Creations until the limit ({args.max_sessions})\n")
     print(f"- {created} sessions in {elapsed:.1f} s = {created / elapsed * 60:.0f} creations per minute; then: {refusal!r}")
     per = (loaded - base) / created if created else float('nan')
-    print(f"- darts PSS: {base} KiB with no session, {loaded} KiB with {created}: {per:.0f} KiB per live session")
+    print(f"- darts PSS: {base} KiB with no session, {loaded} KiB with {created}: {per:+.0f} KiB per live session"
+          " (a change within a few hundred KiB is allocator noise: a session's state is a record, a"
+          " monitor task and a QMP connection)")
 
 
 if __name__ == "__main__":

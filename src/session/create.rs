@@ -278,6 +278,7 @@ impl Manager {
         *lock(&live.record) = record.clone();
         tryr!(self.store.save(&record).map_err(SessionError::from));
 
+        laps.lap("qemu_launch");
         // Ready when QMP answers and VNC greets.
         let mut qmp = tryr!(Qmp::connect(&record.qmp_socket, READY)
             .await
