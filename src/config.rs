@@ -70,8 +70,10 @@ pub struct Config {
     /// Longest a session may live with extensions, seconds (0: 4 × `snapshot_lifetime`).
     pub snapshot_lifetime_max: u64,
     /// Run on the master image itself (administration of images).
+    #[serde(deserialize_with = "flexible_bool")]
     pub snapshot_use_master: bool,
     /// Every session is one-shot (and the form shows the checkbox).
+    #[serde(deserialize_with = "flexible_bool")]
     pub oneshot: bool,
     /// Default machine.
     pub machine: String,
@@ -107,16 +109,22 @@ pub struct Config {
 
     // Authentication, tried in this order until one succeeds (then `check_user_custom`).
     /// A one-time login link mailed to the address typed as user name.
+    #[serde(deserialize_with = "flexible_bool")]
     pub check_user_with_email: bool,
     /// PAM on this host (service `pam_service`). Never SSH to a host from the request.
+    #[serde(deserialize_with = "flexible_bool")]
     pub check_user_with_local: bool,
+    #[serde(deserialize_with = "flexible_bool")]
     pub check_user_with_imap: bool,
+    #[serde(deserialize_with = "flexible_bool")]
     pub check_user_with_smtp: bool,
+    #[serde(deserialize_with = "flexible_bool")]
     pub check_user_with_ldap: bool,
     /// An external command: gets the login request as JSON on stdin, answers SUCCESS or
     /// FAILED on stdout (the original's Perl hook, as a program).
     pub check_user_custom: String,
     /// A second factor sent by e-mail, required before the desktop opens.
+    #[serde(deserialize_with = "flexible_bool")]
     pub check_user_mfa: bool,
     /// PAM service name for `check_user_with_local`.
     pub pam_service: String,
@@ -157,6 +165,7 @@ pub struct Config {
     pub layout_cpu: Vec<u32>,
     pub layout_memory: Vec<f64>,
     pub layout_lifetime: Vec<u32>,
+    #[serde(deserialize_with = "flexible_bool")]
     pub layout_gpu: bool,
     pub layout_level: u8,
     pub layout_title: String,
@@ -178,6 +187,7 @@ pub struct Config {
     pub service_trusted_proxies: Vec<String>,
     /// Serve on a non-loopback address although no authenticator is configured (anyone
     /// may then start sessions under any name).
+    #[serde(deserialize_with = "flexible_bool")]
     pub allow_open_access: bool,
     /// How long a web login lasts, seconds.
     pub login_lifetime: u64,
@@ -371,6 +381,36 @@ pub fn parse_override(arg: &str) -> Option<(String, String)> {
     (!k.is_empty()).then(|| (k.replace('-', "_"), v.to_owned()))
 }
 
+/// Booleans as TOML writes them, or as the original's configuration did: `1`/`0`,
+/// `"yes"`/`"no"`, `"on"`/`"off"` (so `--snapshot_use_master=1` works as it did).
+fn flexible_bool<'de, D>(d: D) -> Result<bool, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flexible {
+        Bool(bool),
+        Int(i64),
+        Text(String),
+    }
+    match Flexible::deserialize(d)? {
+        Flexible::Bool(b) => Ok(b),
+        Flexible::Int(0) => Ok(false),
+        Flexible::Int(1) => Ok(true),
+        Flexible::Text(t) => match t.to_ascii_lowercase().as_str() {
+            "1" | "yes" | "on" | "true" => Ok(true),
+            "0" | "no" | "off" | "false" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "{t:?} is not a boolean (true/false, 1/0, yes/no)"
+            ))),
+        },
+        Flexible::Int(n) => Err(serde::de::Error::custom(format!(
+            "{n} is not a boolean (true/false, 1/0)"
+        ))),
+    }
+}
+
 /// Accepts `key = "a"` as well as `key = ["a", "b"]` (the original allowed both).
 fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
@@ -459,6 +499,15 @@ mod tests {
         let bad = vec![parse_override("--no_such_key=1").unwrap()];
         let e = Config::from_layers(Some(&f), &bad).unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
+    }
+
+    #[test]
+    fn booleans_as_the_original_wrote_them() {
+        let c = Config::parse("snapshot_use_master = 1\noneshot = \"yes\"\nlayout_gpu = false")
+            .unwrap();
+        assert!(c.snapshot_use_master && c.oneshot && !c.layout_gpu);
+        let e = Config::parse("oneshot = 2").unwrap_err();
+        assert!(e.contains("oneshot"), "{e}");
     }
 
     #[test]

@@ -423,3 +423,149 @@ async fn concurrent_creations_stop_exactly_at_the_limit() {
     assert!(String::from_utf8_lossy(&refused[0].stderr).contains("Too many active sessions"));
     assert_eq!(svc.sessions().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_x509_session_is_reached_without_any_password_in_the_browser() {
+    let certs = Scratch::new("sessions-x509-certs");
+    let out = std::process::Command::new(darts_bin())
+        .args(["certs", "init"])
+        .arg(&certs.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svc = Service::start(
+        "sessions-x509",
+        &format!(
+            "qemu_vnc_security = \"x509\"\nqemu_vnc_x509_dir = \"{}\"",
+            certs.0.display()
+        ),
+    );
+    let s = svc.start_session(&[]);
+    // QEMU offers only VeNCrypt: a plain RFB client on its socket gets no None/VNC auth.
+    let sock = svc
+        .scratch
+        .0
+        .join("snapshots")
+        .join(&s.name)
+        .join("vnc.sock");
+    let mut raw = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut version = [0u8; 12];
+    raw.read_exact(&mut version).await.unwrap();
+    raw.write_all(b"RFB 003.008\n").await.unwrap();
+    let n = raw.read_u8().await.unwrap() as usize;
+    let mut types = vec![0u8; n];
+    raw.read_exact(&mut types).await.unwrap();
+    assert_eq!(types, vec![19], "QEMU offers VeNCrypt only");
+    drop(raw);
+    // Through darts the browser side gets None and the screen.
+    let (mut rfb, desktop) = view(&svc, &s.token).await;
+    assert!(desktop.contains(&s.name));
+    assert!(screen_lit(&mut rfb).await > 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_iso_boots_from_the_cd_with_a_blank_disk() {
+    let svc = Service::configure("sessions-iso", "snapshot_alloc_disk = 2");
+    let iso = svc.scratch.0.join("machines/live.iso");
+    std::fs::copy(svc.scratch.0.join("machines/demo.img"), &iso).unwrap();
+    std::fs::write(
+        svc.scratch.0.join("etc/machines.conf"),
+        "[demo.img]\n\n[live.iso]\ndescription=A live CD\n",
+    )
+    .unwrap();
+    let mut svc = svc;
+    svc.launch();
+    let out = svc.cli(&["start", "live.iso"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = service::parse_started(&String::from_utf8_lossy(&out.stdout));
+    let dir = svc.scratch.0.join("snapshots").join(&started.name);
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(dir.join("disk.qcow2"))
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        info["virtual-size"],
+        2u64 << 30,
+        "blank disk of snapshot_alloc_disk GB"
+    );
+    assert!(
+        info.get("backing-filename").is_none(),
+        "not an overlay of the ISO"
+    );
+    let pid = service::pids_mentioning(&dir)[0];
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let cdrom = args
+        .iter()
+        .position(|a| a == "-cdrom")
+        .expect("-cdrom given");
+    assert!(args[cdrom + 1].ends_with("live.iso"));
+    assert!(args.windows(2).any(|w| w[0] == "-boot" && w[1] == "d"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_master_image_is_used_in_place_only_when_asked() {
+    let svc = Service::configure("sessions-master", "");
+    // A private copy: this session writes to its master.
+    let master = svc.scratch.0.join("machines/demo.img");
+    let target = std::fs::read_link(&master).unwrap();
+    std::fs::remove_file(&master).unwrap();
+    std::fs::copy(&target, &master).unwrap();
+    let mut svc = svc;
+    svc.launch();
+    let s = svc.start_session(&["--snapshot_use_master=1"]);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(svc.scratch.0.join(format!("state/{}.json", s.name))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["use_master"], true);
+    assert_eq!(state["disk"], master.to_str().unwrap());
+    assert!(!svc
+        .scratch
+        .0
+        .join("snapshots")
+        .join(&s.name)
+        .join("disk.qcow2")
+        .exists());
+    svc.cli(&["stop", &s.name]);
+    // The master survives the session's clean-up.
+    assert!(master.is_file());
+    // Without the option the same machine gets an overlay.
+    let s = svc.start_session(&[]);
+    assert!(svc
+        .scratch
+        .0
+        .join("snapshots")
+        .join(&s.name)
+        .join("disk.qcow2")
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boot_script_qemu_options_reach_the_vm_and_conditions_select_them() {
+    let svc = Service::start(
+        "sessions-scripts",
+        "config_script = [\"if(\\\"@VM@\\\" =~ /demo/): qemu: -device virtio-rng-pci,id=darts-rng\", \"if(\\\"@VM@\\\" =~ /other/): qemu: -device virtio-rng-pci,id=never\"]",
+    );
+    let s = svc.start_session(&[]);
+    let dir = svc.scratch.0.join("snapshots").join(&s.name);
+    let pid = service::pids_mentioning(&dir)[0];
+    let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+        .replace('\0', " ");
+    assert!(cmdline.contains("virtio-rng-pci,id=darts-rng"), "{cmdline}");
+    assert!(!cmdline.contains("id=never"), "{cmdline}");
+}
