@@ -47,7 +47,10 @@ dir_service = "$DEMO"
 dir_etc = "$DEMO/etc"
 dir_mounts = []
 dir_novnc = "$ROOT/web/novnc"
+dir_html = "$ROOT/web/app"
 service_port = $PORT
+# One user on a machine that may be busy building: no load-based refusals.
+service_max_load = 0
 snapshot_alloc_mem = 0.25
 snapshot_lifetime = 86400
 session_stop_grace = 3
@@ -82,6 +85,8 @@ cat << MSG
   Open this in a browser:
 
     $URL
+
+  or the landing page, to create more sessions: http://127.0.0.1:$PORT/darts/
 
   darts serves noVNC and routes the websocket to the VM's VNC socket; the VM's own VNC
   password is answered by darts and never reaches the browser. Type into the guest's shell.

@@ -81,10 +81,14 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     } else {
         Arc::new(ChainLogin::from_config(&config).context("authentication")?)
     };
-    // Mail is needed for e-mail login links; without a server configured the API answers
-    // `mail_unavailable` to such logins.
+    // Mail is needed for e-mail login links and second-factor codes; without a server
+    // configured the API answers `mail_unavailable` / `mfa_unavailable` to such logins.
+    if config.check_user_mfa && config.smtp_server.is_empty() {
+        tracing::error!("check_user_mfa is on but smtp_server is not set: no login can succeed");
+    }
+    let wants_mail = config.check_user_with_email || config.check_user_mfa;
     let mailer: Option<Arc<dyn crate::api::login::Mailer>> =
-        if config.check_user_with_email && !config.smtp_server.is_empty() {
+        if wants_mail && !config.smtp_server.is_empty() {
             Some(Arc::new(
                 SmtpMailer::from_config(&config).context("mail (smtp_server, email_from)")?,
             ))

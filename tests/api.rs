@@ -6,20 +6,25 @@
 //!
 //! Logins go through `FakeLogin`, a fixed user/password table standing in for the
 //! authentication chain: the chain's methods are tested against real servers in their
-//! own test files, here only the API's handling of each outcome matters.
+//! own test files, here only the API's handling of each outcome matters. The second
+//! factor's code travels through a real SMTP server (`support/smtp_sink.rs`) and is read
+//! back from the stored mail.
 //!
-//! Needs qemu-system-x86_64 and the demo machine (`bash tests/setup.sh`).
+//! Needs qemu-system-x86_64, the demo machine and python3-aiosmtpd (`bash tests/setup.sh`).
 
 #[path = "support/qemu.rs"]
 mod qemu;
 #[path = "support/service.rs"]
 mod service;
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
 mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use darts::api::chain_login::SmtpMailer;
 use darts::api::login::{LoginFuture, MailFuture, OpenLogin};
 use darts::api::{ApiOptions, DartsApp, LoginCheck, LoginOutcome, Mailer};
 use darts::auth::Credentials;
@@ -64,10 +69,11 @@ impl LoginCheck for FakeLogin {
     }
 }
 
-/// Keeps every link it is asked to send.
+/// Keeps every link and second-factor code it is asked to send.
 #[derive(Debug, Default)]
 struct FakeMailer {
     sent: Mutex<Vec<(String, String)>>,
+    codes: Mutex<Vec<(String, String)>>,
 }
 
 impl Mailer for FakeMailer {
@@ -78,6 +84,46 @@ impl Mailer for FakeMailer {
             .push((to.to_owned(), link.to_owned()));
         Box::pin(async { Ok(()) })
     }
+
+    fn send_mfa_code<'a>(&'a self, to: &'a str, code: &'a str) -> MailFuture<'a> {
+        self.codes
+            .lock()
+            .unwrap()
+            .push((to.to_owned(), code.to_owned()));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Users as a directory knows them: Erin has an e-mail address, Frank none.
+#[derive(Debug)]
+struct MfaLogin;
+
+impl LoginCheck for MfaLogin {
+    fn check<'a>(&'a self, creds: &'a Credentials) -> LoginFuture<'a> {
+        Box::pin(async move {
+            match (creds.user.as_str(), creds.password.as_str()) {
+                ("erin", "erin-pw") => LoginOutcome::Authenticated {
+                    user: "erin".into(),
+                    email: Some("erin@e2e.test".into()),
+                },
+                ("frank", "frank-pw") => LoginOutcome::Authenticated {
+                    user: "frank".into(),
+                    email: None,
+                },
+                _ => LoginOutcome::Rejected,
+            }
+        })
+    }
+}
+
+/// The mailer the application gets.
+enum Mail {
+    /// `FakeMailer`, kept in `Web::mailer`.
+    Fake,
+    /// `SmtpMailer` built from the configuration (a real SMTP server).
+    Smtp,
+    /// None configured.
+    Off,
 }
 
 /// Configuration every test shares (on top of the session harness's scratch set-up).
@@ -105,17 +151,33 @@ impl Web {
     }
 
     async fn with(name: &str, extra: &str, login: Arc<dyn LoginCheck>, open: bool) -> Self {
-        let svc = service::Service::configure(name, &format!("{BASE}\n{extra}"));
+        Self::build(name, &format!("{BASE}\n{extra}"), login, open, Mail::Fake).await
+    }
+
+    /// `config` is the whole configuration on top of the session harness's.
+    async fn build(
+        name: &str,
+        config: &str,
+        login: Arc<dyn LoginCheck>,
+        open: bool,
+        mail: Mail,
+    ) -> Self {
+        let svc = service::Service::configure(name, config);
         let config = Arc::new(Config::load(&svc.config).unwrap());
+        let fake = Arc::new(FakeMailer::default());
+        let mailer: Option<Arc<dyn Mailer>> = match mail {
+            Mail::Fake => Some(fake.clone()),
+            Mail::Smtp => Some(Arc::new(SmtpMailer::from_config(&config).unwrap())),
+            Mail::Off => None,
+        };
         let tokens = Arc::new(TokenMap::new());
         let manager = Manager::start(config, tokens.clone()).await.unwrap();
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(manager.clone().follow_viewers(events_rx));
-        let mailer = Arc::new(FakeMailer::default());
         let app = DartsApp::new(ApiOptions {
             manager,
             login,
-            mailer: Some(mailer.clone()),
+            mailer,
             open,
             prefix: "/darts".into(),
         });
@@ -132,7 +194,7 @@ impl Web {
         Self {
             svc,
             addr,
-            mailer,
+            mailer: fake,
             stop,
         }
     }
@@ -178,6 +240,27 @@ impl Resp {
                 .eq_ignore_ascii_case(name)
                 .then(|| v.trim().to_owned())
         })
+    }
+
+    /// Every value of a repeated header (`Set-Cookie`).
+    fn headers(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+            .collect()
+    }
+
+    /// The `Set-Cookie` of cookie `name`.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers("set-cookie")
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
     }
 
     fn text(&self) -> String {
@@ -289,6 +372,26 @@ impl Browser {
             .await;
         if r.status == 200 {
             let cookie = r.header("set-cookie").unwrap();
+            self.cookie = Some(cookie.split(';').next().unwrap().to_owned());
+            self.csrf = Some(r.json()["csrf"].as_str().unwrap().to_owned());
+        }
+        r
+    }
+
+    /// After a 202 `mfa_required`: keeps the pending login's cookie and CSRF token.
+    fn hold_pending(&mut self, r: &Resp) {
+        let cookie = r.set_cookie("darts_mfa").expect("a darts_mfa cookie");
+        self.cookie = Some(cookie.split(';').next().unwrap().to_owned());
+        self.csrf = Some(r.json()["csrf"].as_str().unwrap().to_owned());
+    }
+
+    /// Sends a second-factor code; on success keeps the login as `login` does.
+    async fn send_code(&mut self, code: &str) -> Resp {
+        let r = self
+            .send("POST", "/api/login/mfa", Some(json!({ "code": code })))
+            .await;
+        if r.status == 200 {
+            let cookie = r.set_cookie("darts_login").expect("a darts_login cookie");
             self.cookie = Some(cookie.split(';').next().unwrap().to_owned());
             self.csrf = Some(r.json()["csrf"].as_str().unwrap().to_owned());
         }
@@ -1063,6 +1166,218 @@ async fn an_email_address_gets_a_one_time_login_link() {
     let again = request(web.addr, "GET", path, &[], None).await;
     assert_eq!(again.status, 401);
     assert!(again.header("set-cookie").is_none());
+}
+
+/// Settings for a second factor mailed through `sink` (STARTTLS, its CA trusted).
+fn mfa_mail_config(sink: &smtp_sink::SmtpSink) -> String {
+    format!(
+        r#"check_user_mfa = true
+smtp_server = "127.0.0.1"
+smtp_port = {port}
+smtp_use_ssl = "starttls"
+auth_ca_file = "{ca}"
+email_from = "darts@e2e.test"
+email_passwd = "senderpw"
+"#,
+        port = sink.port,
+        ca = sink.ca_pem.display()
+    )
+}
+
+/// The code in a second-factor mail: the line that is 8 digits.
+fn code_in(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 8 && l.bytes().all(|c| c.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_owned()
+}
+
+/// A code that is not `code`.
+fn other_code(code: &str) -> String {
+    let last = code.as_bytes()[7];
+    format!("{}{}", &code[..7], if last == b'0' { '1' } else { '0' })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mailed_second_factor_opens_the_login() {
+    let sink = smtp_sink::SmtpSink::start(&[("darts@e2e.test", "senderpw")]);
+    let config = format!("{BASE}\n{}", mfa_mail_config(&sink));
+    let web = Web::build("api-mfa", &config, Arc::new(MfaLogin), false, Mail::Smtp).await;
+    assert_eq!(
+        web.browser().get("/api/config").await.json()["auth"]["mfa"],
+        true
+    );
+
+    // The right password does not open the login: a code is mailed instead.
+    let mut b = web.browser();
+    let r = b.login("erin", "erin-pw").await;
+    assert_eq!(r.status, 202, "{}\nsink log:\n{}", r.text(), sink.log());
+    assert_api_headers(&r);
+    let body = r.json();
+    assert_eq!(body["code"], "mfa_required");
+    assert_eq!(body["user"], "erin");
+    assert_eq!(body["expires_in"], 300);
+    assert!(
+        body["message"].as_str().unwrap().contains("e***@e2e.test"),
+        "{body}"
+    );
+    assert!(r.set_cookie("darts_login").is_none(), "{}", r.head);
+    let pending = r.set_cookie("darts_mfa").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/darts", "Max-Age=300"] {
+        assert!(pending.contains(attr), "{pending}");
+    }
+    b.hold_pending(&r);
+    assert!(b.get("/api/config").await.json()["user"].is_null());
+    b.get("/api/sessions")
+        .await
+        .assert_error(401, "login_required");
+
+    // The mail: from darts' account to Erin, the code in the text, none in the subject.
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.rcpt_to, "erin@e2e.test");
+    assert_eq!(mail.auth_user, "darts@e2e.test");
+    assert_eq!(mail.subject, "Test desktops: your sign-in code");
+    let code = code_in(mail.text.as_deref().unwrap());
+    assert!(!mail.subject.contains(&code));
+    assert!(
+        !mail.subject.chars().any(|c| c.is_ascii_digit()),
+        "{}",
+        mail.subject
+    );
+
+    // A wrong code is refused, with the tries left; the login stays closed.
+    let e = b
+        .send_code(&other_code(&code))
+        .await
+        .assert_error(401, "mfa_wrong_code");
+    assert_eq!(e["remaining"], 4);
+    assert!(b.get("/api/config").await.json()["user"].is_null());
+    // The pending login's CSRF token is required.
+    let mut no_token = b.clone();
+    no_token.csrf = None;
+    no_token.send_code(&code).await.assert_error(403, "csrf");
+    // Another browser, without the pending cookie, cannot use the code.
+    web.browser()
+        .send_code(&code)
+        .await
+        .assert_error(401, "mfa_not_pending");
+
+    // The right code (as people type it) opens the login and ends the pending one.
+    let typed = format!("{} {}", &code[..4], &code[4..]);
+    let pending_browser = b.clone();
+    let r = b.send_code(&typed).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_api_headers(&r);
+    assert_eq!(r.json()["user"], "erin");
+    let login = r.set_cookie("darts_login").unwrap();
+    assert!(login.contains("HttpOnly") && login.contains("SameSite=Strict"));
+    assert!(r.set_cookie("darts_mfa").unwrap().contains("Max-Age=0"));
+    let c = b.get("/api/config").await.json();
+    assert_eq!(c["user"]["name"], "erin");
+    assert_eq!(c["user"]["email"], "erin@e2e.test");
+    assert_eq!(b.get("/api/sessions").await.status, 200);
+    // The code worked once.
+    pending_browser
+        .clone()
+        .send_code(&code)
+        .await
+        .assert_error(401, "mfa_not_pending");
+    assert_eq!(sink.mails().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_factor_refusals_and_limits() {
+    let mfa = "check_user_mfa = true";
+    // login_max_failures = 2: wrong codes count as failed logins.
+    let web = Web::build(
+        "api-mfa-limits",
+        &format!("{BASE}\n{mfa}"),
+        Arc::new(MfaLogin),
+        false,
+        Mail::Fake,
+    )
+    .await;
+    // A wrong password is refused as ever, and mails nothing.
+    web.browser()
+        .login("erin", "nope")
+        .await
+        .assert_error(401, "invalid_credentials");
+    // No address known: refused with a clear reason.
+    let r = web.browser().login("frank", "frank-pw").await;
+    r.assert_error(403, "mfa_no_email");
+    assert!(r.headers("set-cookie").is_empty());
+    assert!(web.mailer.codes.lock().unwrap().is_empty());
+
+    let mut b = web.browser().at_addr("192.0.2.80");
+    let r = b.login("erin", "erin-pw").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    b.hold_pending(&r);
+    let (to, code) = web.mailer.codes.lock().unwrap()[0].clone();
+    assert_eq!(to, "erin@e2e.test");
+    b.send_code("12ab").await.assert_error(400, "invalid_field");
+    for remaining in [4, 3] {
+        let e = b
+            .send_code(&other_code(&code))
+            .await
+            .assert_error(401, "mfa_wrong_code");
+        assert_eq!(e["remaining"], remaining);
+    }
+    // The third failure (the wrong password above was the first) locks Erin out for a
+    // while, even with the right code.
+    let r = b.send_code(&code).await;
+    r.assert_error(429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+
+    // Too many wrong codes throw the code and the pending login away.
+    let lenient = BASE.replace("login_max_failures = 2", "login_max_failures = 20");
+    let web = Web::build(
+        "api-mfa-attempts",
+        &format!("{lenient}\n{mfa}"),
+        Arc::new(MfaLogin),
+        false,
+        Mail::Fake,
+    )
+    .await;
+    let mut b = web.browser();
+    let r = b.login("erin", "erin-pw").await;
+    b.hold_pending(&r);
+    let (_, code) = web.mailer.codes.lock().unwrap()[0].clone();
+    for remaining in (1..=4).rev() {
+        let e = b
+            .send_code(&other_code(&code))
+            .await
+            .assert_error(401, "mfa_wrong_code");
+        assert_eq!(e["remaining"], remaining);
+    }
+    let r = b.send_code(&other_code(&code)).await;
+    r.assert_error(401, "mfa_too_many_attempts");
+    assert!(r.set_cookie("darts_mfa").unwrap().contains("Max-Age=0"));
+    b.send_code(&code)
+        .await
+        .assert_error(401, "mfa_not_pending");
+    // Logging in again mails a new code, which works.
+    let r = b.login("erin", "erin-pw").await;
+    b.hold_pending(&r);
+    let (_, code) = web.mailer.codes.lock().unwrap()[1].clone();
+    assert_eq!(b.send_code(&code).await.status, 200);
+    assert_eq!(b.get("/api/config").await.json()["user"]["name"], "erin");
+
+    // No mail server configured: refused with a clear reason.
+    let web = Web::build(
+        "api-mfa-nomail",
+        &format!("{BASE}\n{mfa}"),
+        Arc::new(MfaLogin),
+        false,
+        Mail::Off,
+    )
+    .await;
+    let r = web.browser().login("erin", "erin-pw").await;
+    let e = r.assert_error(503, "mfa_unavailable");
+    assert!(e["message"].as_str().unwrap().contains("cannot send mail"));
+    assert!(r.headers("set-cookie").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

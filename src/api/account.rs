@@ -1,5 +1,12 @@
 //! The page set-up and the login endpoints: `/api/config`, `/api/login`,
-//! `/api/login/link` (the mailed one-time link) and `/api/logout`.
+//! `/api/login/mfa` (the mailed second factor), `/api/login/link` (the mailed one-time
+//! link) and `/api/logout`.
+//!
+//! With `check_user_mfa`, a login whose password was accepted is not opened: a code is
+//! mailed to the user's address and the browser gets a short-lived `darts_mfa` cookie
+//! (HttpOnly, SameSite=Strict) plus a CSRF token for that pending login. `POST
+//! /api/login/mfa {"code"}` with both opens the login. A login by mailed link needs no
+//! code: the link already proves the mailbox the code would be sent to.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +23,7 @@ use super::login::LoginOutcome;
 use super::logins::LINK_LIFETIME;
 use super::wire::{self, Body};
 use super::{set_cookie, Call, Inner};
+use crate::auth::mfa::{MfaError, MFA_TTL};
 use crate::auth::Credentials;
 use crate::catalogue::Catalogue;
 use crate::config::Config;
@@ -24,6 +32,8 @@ use crate::config::Config;
 const MAX_LAYOUT_FILE: u64 = 256 * 1024;
 /// Longest user name.
 const MAX_USER: usize = 128;
+/// Longest second-factor code accepted (digits, with spaces or dashes as typed).
+const MAX_CODE: usize = 32;
 
 /// Shown next to Create when `layout_terms` is empty.
 const DEFAULT_TERMS: &str = "<p><b>Terms and Conditions.</b> Sessions are for your work \
@@ -69,7 +79,7 @@ pub(super) fn config(app: &Inner, call: &Call) -> Response<Body> {
             "lifetime": c.snapshot_lifetime / 86400,
         },
         "machines": machines,
-        "auth": { "open": app.open, "email": c.check_user_with_email },
+        "auth": { "open": app.open, "email": c.check_user_with_email, "mfa": c.check_user_mfa },
         "user": user,
     });
     if let Some(l) = &call.login {
@@ -125,20 +135,10 @@ pub(super) async fn login(
     let form: LoginBody = wire::read_json(&call.headers, body).await?;
     let user = form.user.trim().to_owned();
     check_user_name(&user)?;
-    let keys = [
-        format!("addr:{}", call.client),
-        format!("user:{}", user.to_lowercase()),
-    ];
-    let now = Instant::now();
-    let wait = keys
-        .iter()
-        .filter_map(|k| app.backoff.check(k, now).err())
-        .max();
-    if let Some(wait) = wait {
+    let keys = backoff_keys(call, &user);
+    if let Err(e) = check_backoff(app, &keys) {
         tracing::info!(user = %user, client.addr = %call.client, "login refused: back-off");
-        return Err(ApiError::RateLimited {
-            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-        });
+        return Err(e);
     }
     let creds = Credentials {
         user: user.clone(),
@@ -165,14 +165,55 @@ pub(super) async fn login(
             return send_link(app, call, email).await;
         }
     };
-    app.backoff.success(&keys[1]);
-    // A new login replaces the one this browser had.
+    // A new login replaces the one this browser had, and any login waiting for its code.
     if let Some(old) = &call.cookie {
         app.logins.close(old);
     }
+    if let Some(old) = &call.mfa_cookie {
+        app.logins.close_pending(old);
+    }
+    if call.config.check_user_mfa {
+        // The user's back-off is reset only once the code is right.
+        return send_mfa_code(app, call, user, email).await;
+    }
+    app.backoff.success(&keys[1]);
+    open_login(app, call, user, email, false)
+}
+
+/// The back-off keys of an attempt: the client's address, then the user name.
+fn backoff_keys(call: &Call, user: &str) -> [String; 2] {
+    [
+        format!("addr:{}", call.client),
+        format!("user:{}", user.to_lowercase()),
+    ]
+}
+
+/// `rate_limited` while any of `keys` is locked.
+fn check_backoff(app: &Inner, keys: &[String]) -> Result<(), ApiError> {
+    let now = Instant::now();
+    let wait = keys
+        .iter()
+        .filter_map(|k| app.backoff.check(k, now).err())
+        .max();
+    match wait {
+        Some(wait) => Err(ApiError::RateLimited {
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Opens a login: 200 with the user and CSRF token, and the login cookie.
+fn open_login(
+    app: &Inner,
+    call: &Call,
+    user: String,
+    email: Option<String>,
+    mfa: bool,
+) -> Result<Response<Body>, ApiError> {
     let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
     let (cookie, login) = app.logins.open(user, email, lifetime)?;
-    tracing::info!(user = %login.user, client.addr = %call.client, "logged in");
+    tracing::info!(user = %login.user, client.addr = %call.client, mfa, "logged in");
     let admin = call.config.is_admin(&login.user);
     let mut r = wire::json(
         StatusCode::OK,
@@ -180,6 +221,134 @@ pub(super) async fn login(
     );
     set_cookie(&mut r, &app.login_cookie(call, &cookie, lifetime.as_secs()));
     Ok(r)
+}
+
+/// First factor passed and `check_user_mfa` is on: mails a code and holds the login;
+/// 202 `mfa_required` with the pending login's cookie and CSRF token.
+async fn send_mfa_code(
+    app: &Inner,
+    call: &Call,
+    user: String,
+    email: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let is_address = |e: &str| crate::mail::is_email_address(e);
+    let email = email
+        .filter(|e| is_address(e))
+        .or_else(|| is_address(&user).then(|| user.clone()));
+    let Some(email) = email else {
+        tracing::warn!(user = %user, "second factor: no e-mail address is known for this user; login refused");
+        return Err(ApiError::MfaNoEmail);
+    };
+    let Some(mailer) = &app.mailer else {
+        tracing::warn!(user = %user, "second factor: no mail server is configured (smtp_server); login refused");
+        return Err(ApiError::MfaUnavailable);
+    };
+    let store = app.mfa.as_ref().ok_or(ApiError::Internal)?;
+    let code = store.issue(&user)?;
+    if let Err(e) = mailer.send_mfa_code(&email, &code).await {
+        tracing::warn!(user = %user, to = %email, error = %e, "second factor: cannot send the code");
+        return Err(ApiError::MfaMailFailed);
+    }
+    let (cookie, pending) = app.logins.new_pending(user, Some(email.clone()), MFA_TTL)?;
+    tracing::info!(user = %pending.user, to = %email, client.addr = %call.client, "second factor: code sent");
+    let mut r = wire::json(
+        StatusCode::ACCEPTED,
+        &json!({
+            "code": "mfa_required",
+            "message": format!(
+                "A sign-in code was sent to {}. Type it to finish logging in; it works once, within {} minutes.",
+                masked(&email),
+                MFA_TTL.as_secs() / 60
+            ),
+            "user": pending.user,
+            "csrf": pending.csrf,
+            "expires_in": MFA_TTL.as_secs(),
+        }),
+    );
+    set_cookie(&mut r, &app.mfa_cookie(call, &cookie, MFA_TTL.as_secs()));
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaBody {
+    code: String,
+}
+
+/// `POST /api/login/mfa`: the mailed code opens the pending login of this browser.
+pub(super) async fn login_mfa(
+    app: &Inner,
+    call: &Call,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let form: MfaBody = wire::read_json(&call.headers, body).await?;
+    let code = form.code.trim();
+    check_code(code)?;
+    let (Some(cookie), Some(pending)) = (&call.mfa_cookie, &call.pending) else {
+        tracing::info!(client.addr = %call.client, "second factor: no pending login");
+        return Err(MfaError::NotPending.into());
+    };
+    let keys = backoff_keys(call, &pending.user);
+    if let Err(e) = check_backoff(app, &keys) {
+        tracing::info!(user = %pending.user, client.addr = %call.client, "second factor refused: back-off");
+        return Err(e);
+    }
+    let store = app.mfa.as_ref().ok_or(ApiError::Internal)?;
+    match store.verify(&pending.user, code) {
+        Ok(()) => {
+            app.logins.close_pending(cookie);
+            app.backoff.success(&keys[1]);
+            if let Some(old) = &call.cookie {
+                app.logins.close(old);
+            }
+            let mut r = open_login(app, call, pending.user.clone(), pending.email.clone(), true)?;
+            set_cookie(&mut r, &app.mfa_cookie(call, "", 0));
+            Ok(r)
+        }
+        Err(e) => {
+            for k in &keys {
+                app.backoff.failure(k, Instant::now());
+            }
+            tracing::info!(user = %pending.user, client.addr = %call.client, reason = %e, "second factor refused");
+            if matches!(e, MfaError::Wrong { .. }) {
+                return Err(e.into());
+            }
+            // No code left to try: the pending login goes too.
+            app.logins.close_pending(cookie);
+            let mut r = wire::error(&ApiError::from(e));
+            set_cookie(&mut r, &app.mfa_cookie(call, "", 0));
+            Ok(r)
+        }
+    }
+}
+
+/// A code as people type it: digits, maybe grouped by spaces or dashes.
+fn check_code(code: &str) -> Result<(), ApiError> {
+    if code.is_empty() {
+        return Err(ApiError::invalid(
+            "code",
+            "enter the code you received by e-mail",
+        ));
+    }
+    if code.len() > MAX_CODE
+        || !code
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+    {
+        return Err(ApiError::invalid("code", "the code is made of digits only"));
+    }
+    Ok(())
+}
+
+/// `e***@example.org`: enough for the user to recognise the address.
+fn masked(email: &str) -> String {
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "your address".to_owned(),
+    }
 }
 
 /// The original's character class for form values, and a length bound.
@@ -312,6 +481,18 @@ mod tests {
         assert!(check_user_name("a/b").is_err());
         assert!(check_user_name("<script>").is_err());
         assert!(check_user_name(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn codes_and_masked_addresses() {
+        assert!(check_code("12345678").is_ok());
+        assert!(check_code("1234 5678").is_ok());
+        assert!(check_code("1234-5678").is_ok());
+        assert!(check_code("").is_err());
+        assert!(check_code("12ab").is_err());
+        assert!(check_code(&"1".repeat(33)).is_err());
+        assert_eq!(masked("erin@example.org"), "e***@example.org");
+        assert_eq!(masked("x"), "your address");
     }
 
     #[test]

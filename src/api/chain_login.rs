@@ -1,6 +1,6 @@
 //! The real authentication chain and mailer behind the API's [`LoginCheck`] and
 //! [`Mailer`]: `auth::chain::AuthChain` (with SMTP attached when configured) and
-//! `mail::Mailer` for one-time login links.
+//! `mail::Mailer` for one-time login links and second-factor codes.
 
 use std::sync::Arc;
 
@@ -48,7 +48,7 @@ impl LoginCheck for ChainLogin {
     }
 }
 
-/// One-time login links by SMTP.
+/// One-time login links and second-factor codes by SMTP.
 #[derive(Debug)]
 pub struct SmtpMailer {
     mailer: crate::mail::Mailer,
@@ -70,6 +70,16 @@ impl Mailer for SmtpMailer {
             let (subject, text, html) = crate::auth::email_link::login_mail(link, &self.title);
             self.mailer
                 .send(to, &subject, &text, Some(&html))
+                .await
+                .map_err(|e| MailError(e.to_string()))
+        })
+    }
+
+    fn send_mfa_code<'a>(&'a self, to: &'a str, code: &'a str) -> MailFuture<'a> {
+        Box::pin(async move {
+            let (subject, text) = crate::auth::mfa::mfa_mail(code, &self.title);
+            self.mailer
+                .send(to, &subject, &text, None)
                 .await
                 .map_err(|e| MailError(e.to_string()))
         })

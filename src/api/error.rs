@@ -5,6 +5,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::auth::mfa::MfaError;
 use crate::session::SessionError;
 
 /// The one message every failed login gets, whatever failed.
@@ -42,6 +43,17 @@ pub enum ApiError {
     MailUnavailable,
     #[error("the login link could not be sent; try again later")]
     MailFailed,
+    /// `check_user_mfa` is on, but the proven user has no known e-mail address.
+    #[error("a sign-in code must be mailed to you, but no e-mail address is known for your account; ask the administrators")]
+    MfaNoEmail,
+    /// `check_user_mfa` is on, but no mail server is configured.
+    #[error("a sign-in code must be mailed to you, but this server cannot send mail; ask the administrators")]
+    MfaUnavailable,
+    #[error("the sign-in code could not be sent; try again later")]
+    MfaMailFailed,
+    /// The second factor was refused (wrong, expired, used up, none pending).
+    #[error(transparent)]
+    Mfa(#[from] MfaError),
     #[error("no such page or endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -75,7 +87,10 @@ impl ApiError {
             Self::OneShotInUse => "oneshot_in_use",
             Self::LinkInvalid => "link_invalid",
             Self::MailUnavailable => "mail_unavailable",
-            Self::MailFailed => "mail_failed",
+            Self::MailFailed | Self::MfaMailFailed => "mail_failed",
+            Self::MfaNoEmail => "mfa_no_email",
+            Self::MfaUnavailable => "mfa_unavailable",
+            Self::Mfa(e) => mfa_code(e),
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Session(e) => e.code(),
@@ -94,7 +109,14 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Csrf | Self::AdminOnly => StatusCode::FORBIDDEN,
             Self::OneShotInUse => StatusCode::CONFLICT,
-            Self::MailUnavailable | Self::MailFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MailUnavailable
+            | Self::MailFailed
+            | Self::MfaUnavailable
+            | Self::MfaMailFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MfaNoEmail => StatusCode::FORBIDDEN,
+            Self::Mfa(MfaError::Full) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Mfa(MfaError::Random) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Mfa(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Session(e) => session_status(e),
@@ -106,9 +128,8 @@ impl ApiError {
     pub fn body(&self) -> Value {
         let message = match self {
             // Failures of the machinery: the details (paths, QEMU's words) go to the log.
-            Self::Session(SessionError::Store(_) | SessionError::Internal(_)) => {
-                Self::Internal.to_string()
-            }
+            Self::Session(SessionError::Store(_) | SessionError::Internal(_))
+            | Self::Mfa(MfaError::Random) => Self::Internal.to_string(),
             other => other.to_string(),
         };
         let mut body = json!({ "code": self.code(), "message": message });
@@ -116,9 +137,22 @@ impl ApiError {
             Self::InvalidField { field, .. } => body["field"] = json!(field),
             Self::Session(e) => body["needs_fallback"] = json!(e.needs_fallback()),
             Self::RateLimited { retry_after } => body["retry_after"] = json!(retry_after),
+            Self::Mfa(MfaError::Wrong { remaining }) => body["remaining"] = json!(remaining),
             _ => {}
         }
         body
+    }
+}
+
+/// Stable codes of second-factor refusals.
+fn mfa_code(e: &MfaError) -> &'static str {
+    match e {
+        MfaError::NotPending => "mfa_not_pending",
+        MfaError::Expired => "mfa_expired",
+        MfaError::Wrong { .. } => "mfa_wrong_code",
+        MfaError::TooManyAttempts => "mfa_too_many_attempts",
+        MfaError::Full => "mfa_busy",
+        MfaError::Random => "internal",
     }
 }
 
@@ -177,6 +211,30 @@ mod tests {
         let e = ApiError::from(SessionError::Internal("/var/lib/darts: EACCES".into()));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.body()["message"].as_str().unwrap().contains("/var/lib"));
+    }
+
+    #[test]
+    fn second_factor_refusals_have_their_own_codes() {
+        let wrong = ApiError::from(MfaError::Wrong { remaining: 3 });
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(wrong.body()["code"], "mfa_wrong_code");
+        assert_eq!(wrong.body()["remaining"], 3);
+        for (e, code) in [
+            (MfaError::NotPending, "mfa_not_pending"),
+            (MfaError::Expired, "mfa_expired"),
+            (MfaError::TooManyAttempts, "mfa_too_many_attempts"),
+        ] {
+            let e = ApiError::from(e);
+            assert_eq!((e.status(), e.code()), (StatusCode::UNAUTHORIZED, code));
+        }
+        assert_eq!(
+            ApiError::MfaUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(ApiError::MfaNoEmail.code(), "mfa_no_email");
+        let random = ApiError::from(MfaError::Random);
+        assert_eq!(random.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(random.body()["message"], ApiError::Internal.to_string());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! The API does not know the methods (PAM, IMAP, SMTP, LDAP, the custom command); they
 //! sit behind `LoginCheck`. This module's own implementation is [`OpenLogin`], used when
-//! no method is configured. A second factor slots in here too: a future outcome that asks
-//! for a code before the login is opened.
+//! no method is configured. The second factor (`check_user_mfa`) is the API's own step
+//! after an `Authenticated` outcome: a code mailed through the same [`Mailer`].
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -54,10 +54,12 @@ pub struct MailError(pub String);
 /// A boxed mail future.
 pub type MailFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MailError>> + Send + 'a>>;
 
-/// Sends the one-time login link of `LoginOutcome::EmailLink`.
+/// Sends the one-time login link of `LoginOutcome::EmailLink` and second-factor codes.
 pub trait Mailer: Send + Sync + Debug {
     /// Mails `link` (which holds a secret: it must not be logged) to `to`.
     fn send_login_link<'a>(&'a self, to: &'a str, link: &'a str) -> MailFuture<'a>;
+    /// Mails a second-factor `code` (a secret: not logged, not in the subject) to `to`.
+    fn send_mfa_code<'a>(&'a self, to: &'a str, code: &'a str) -> MailFuture<'a>;
 }
 
 /// Whether any authentication method is configured.

@@ -1,5 +1,6 @@
-//! Web logins: the `darts_login` cookie, the CSRF token that goes with it, and pending
-//! one-time e-mail login links.
+//! Web logins: the `darts_login` cookie, the CSRF token that goes with it, pending
+//! one-time e-mail login links, and logins waiting for their second factor (the
+//! `darts_mfa` cookie).
 //!
 //! Secrets are kept by SHA-256 digest only (as the gateway keeps its tokens), so the
 //! lookup does not compare secrets byte by byte. Logins live in memory: a restart of
@@ -16,10 +17,14 @@ use crate::session::secret;
 
 /// The login cookie's name.
 pub const COOKIE: &str = "darts_login";
+/// The cookie of a login waiting for its second factor.
+pub const MFA_COOKIE: &str = "darts_mfa";
 /// Logins held at once; beyond, the oldest go first.
 const MAX_LOGINS: usize = 10_000;
 /// Pending e-mail links held at once.
 const MAX_LINKS: usize = 10_000;
+/// Logins waiting for a second factor, held at once.
+const MAX_PENDING: usize = 10_000;
 /// How long a mailed login link stays valid.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
@@ -39,6 +44,21 @@ impl Login {
     }
 }
 
+/// A login whose first factor succeeded, waiting for the mailed code.
+#[derive(Debug, Clone)]
+pub struct PendingLogin {
+    pub user: String,
+    pub email: Option<String>,
+    /// Sent back with the code in `X-CSRF-Token`.
+    pub csrf: String,
+}
+
+impl PendingLogin {
+    pub fn csrf_matches(&self, header: Option<&str>) -> bool {
+        header.is_some_and(|h| TokenKey::of(h.trim()) == TokenKey::of(&self.csrf))
+    }
+}
+
 #[derive(Debug)]
 struct Entry<T> {
     value: T,
@@ -50,6 +70,7 @@ struct Entry<T> {
 pub struct Logins {
     open: Mutex<HashMap<TokenKey, Entry<Login>>>,
     links: Mutex<HashMap<TokenKey, Entry<String>>>,
+    pending: Mutex<HashMap<TokenKey, Entry<PendingLogin>>>,
 }
 
 impl Logins {
@@ -96,6 +117,48 @@ impl Logins {
     /// Ends a login.
     pub fn close(&self, cookie: &str) -> bool {
         lock(&self.open).remove(&TokenKey::of(cookie)).is_some()
+    }
+
+    /// Holds a login until its second factor arrives, for `lifetime`; returns the
+    /// `darts_mfa` cookie value and the pending login.
+    pub fn new_pending(
+        &self,
+        user: String,
+        email: Option<String>,
+        lifetime: Duration,
+    ) -> Result<(String, PendingLogin), ApiError> {
+        let cookie = secret::token().map_err(|_| rng_failed())?;
+        let csrf = secret::token().map_err(|_| rng_failed())?;
+        let pending = PendingLogin { user, email, csrf };
+        let mut map = lock(&self.pending);
+        make_room(&mut map, MAX_PENDING);
+        map.insert(
+            TokenKey::of(&cookie),
+            Entry {
+                value: pending.clone(),
+                expires: Instant::now() + lifetime,
+            },
+        );
+        Ok((cookie, pending))
+    }
+
+    /// The pending login a `darts_mfa` cookie stands for, if still valid.
+    pub fn find_pending(&self, cookie: &str) -> Option<PendingLogin> {
+        let key = TokenKey::of(cookie);
+        let mut map = lock(&self.pending);
+        match map.get(&key) {
+            Some(e) if e.expires > Instant::now() => Some(e.value.clone()),
+            Some(_) => {
+                map.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Forgets a pending login.
+    pub fn close_pending(&self, cookie: &str) -> bool {
+        lock(&self.pending).remove(&TokenKey::of(cookie)).is_some()
     }
 
     /// A one-time link token that will open a login for `email`.
@@ -178,6 +241,30 @@ mod tests {
         let t = logins.new_link("a@example.org".into()).unwrap();
         assert_eq!(logins.take_link(&t).as_deref(), Some("a@example.org"));
         assert_eq!(logins.take_link(&t), None);
+    }
+
+    #[test]
+    fn pending_logins_are_found_by_cookie_until_closed_or_expired() {
+        let logins = Logins::new();
+        let (cookie, pending) = logins
+            .new_pending(
+                "erin".into(),
+                Some("erin@example.org".into()),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let found = logins.find_pending(&cookie).unwrap();
+        assert_eq!(found.user, "erin");
+        assert!(found.csrf_matches(Some(&pending.csrf)));
+        assert!(!found.csrf_matches(Some("other")));
+        // A pending login is not a login.
+        assert!(logins.find(&cookie).is_none());
+        assert!(logins.close_pending(&cookie));
+        assert!(logins.find_pending(&cookie).is_none());
+        let (old, _) = logins
+            .new_pending("erin".into(), None, Duration::ZERO)
+            .unwrap();
+        assert!(logins.find_pending(&old).is_none());
     }
 
     #[test]

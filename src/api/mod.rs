@@ -5,6 +5,8 @@
 //! under the prefix that is not a websocket upgrade. Every answer carries the security
 //! headers; every state-changing API request needs the login cookie, the login's CSRF
 //! token in `X-CSRF-Token` and, when the browser sends one, an `Origin` of this server.
+//! The second factor (`POST /api/login/mfa`) needs instead the `darts_mfa` cookie of the
+//! pending login and that pending login's CSRF token.
 //! Every action on a session is authorised by the session manager against the caller.
 
 mod account;
@@ -28,11 +30,12 @@ use darts_proxy::app::{App, AppContext, AppFuture};
 use http::{header, HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 
+use crate::auth::mfa::{MfaLimits, MfaStore};
 use crate::config::Config;
 use crate::session::{Caller, Manager};
 pub use error::ApiError;
 pub use login::{LoginCheck, LoginOutcome, Mailer};
-use logins::{Login, Logins};
+use logins::{Login, Logins, PendingLogin};
 use rate::Backoff;
 use routes::{Endpoint, Match};
 use wire::Body;
@@ -42,7 +45,8 @@ use wire::Body;
 pub struct ApiOptions {
     pub manager: Arc<Manager>,
     pub login: Arc<dyn LoginCheck>,
-    /// Sends e-mail login links; `None` refuses e-mail logins.
+    /// Sends e-mail login links and second-factor codes; `None` refuses e-mail logins,
+    /// and every login when `check_user_mfa` is on.
     pub mailer: Option<Arc<dyn Mailer>>,
     /// No authenticator is configured (every user name is accepted; told to the pages).
     pub open: bool,
@@ -66,6 +70,8 @@ struct Inner {
     prefix: String,
     logins: Logins,
     backoff: Backoff,
+    /// Pending second-factor codes; `None` only if the system's random generator failed.
+    mfa: Option<MfaStore>,
     /// The address darts listens on (`http://127.0.0.1:6080/darts`), the base of mailed
     /// links when `service_url` is not set.
     listen_base: OnceLock<String>,
@@ -83,6 +89,9 @@ impl DartsApp {
                 prefix: opts.prefix.trim_end_matches('/').to_owned(),
                 logins: Logins::new(),
                 backoff: Backoff::new(free),
+                mfa: MfaStore::new(MfaLimits::default())
+                    .map_err(|e| tracing::error!(error = %e, "no second-factor store"))
+                    .ok(),
                 listen_base: OnceLock::new(),
             }),
         }
@@ -118,6 +127,9 @@ struct Call {
     https: bool,
     cookie: Option<String>,
     login: Option<Login>,
+    /// The `darts_mfa` cookie and the login it holds for its second factor.
+    mfa_cookie: Option<String>,
+    pending: Option<PendingLogin>,
     /// The `{…}` segment of the route.
     param: Option<String>,
 }
@@ -164,6 +176,10 @@ impl Inner {
         let https = wire::is_https(&parts.headers, ctx.tls, from_proxy);
         let cookie = wire::cookie(&parts.headers, logins::COOKIE).map(str::to_owned);
         let login = cookie.as_deref().and_then(|c| self.logins.find(c));
+        let mfa_cookie = wire::cookie(&parts.headers, logins::MFA_COOKIE).map(str::to_owned);
+        let pending = mfa_cookie
+            .as_deref()
+            .and_then(|c| self.logins.find_pending(c));
         let (endpoint, param) = match routes::find(&method, &ctx.path) {
             Match::Found(e, p) => (Some(e), p),
             Match::WrongMethod(allow) => {
@@ -181,6 +197,8 @@ impl Inner {
             https,
             cookie,
             login,
+            mfa_cookie,
+            pending,
             param,
         };
         let response = match endpoint {
@@ -227,6 +245,7 @@ impl Inner {
             endpoint,
             Endpoint::Config
                 | Endpoint::Login
+                | Endpoint::LoginMfa
                 | Endpoint::LoginLink
                 | Endpoint::Machines
                 | Endpoint::OpenApi
@@ -240,8 +259,13 @@ impl Inner {
                 .headers
                 .get("x-csrf-token")
                 .and_then(|v| v.to_str().ok());
-            let token_ok = endpoint == Endpoint::Login
-                || call.login.as_ref().is_some_and(|l| l.csrf_matches(token));
+            let token_ok = match endpoint {
+                // Nothing to protect yet; the Origin check below still applies.
+                Endpoint::Login => true,
+                // Without a pending login the endpoint refuses anyway, with its own code.
+                Endpoint::LoginMfa => call.pending.as_ref().is_none_or(|p| p.csrf_matches(token)),
+                _ => call.login.as_ref().is_some_and(|l| l.csrf_matches(token)),
+            };
             if !token_ok || !call.same_origin() {
                 tracing::info!(client.addr = %call.client, endpoint = ?endpoint, "refused: CSRF check failed");
                 return Err(ApiError::Csrf);
@@ -250,6 +274,7 @@ impl Inner {
         match endpoint {
             Endpoint::Config => Ok(account::config(self, &call)),
             Endpoint::Login => account::login(self, &call, body).await,
+            Endpoint::LoginMfa => account::login_mfa(self, &call, body).await,
             Endpoint::LoginLink => Ok(account::login_link(self, &call)),
             Endpoint::Logout => Ok(account::logout(self, &call)),
             Endpoint::Machines => Ok(server::machines(&call)),
@@ -303,22 +328,30 @@ impl Inner {
 
     /// `Set-Cookie` for the login cookie (`value` empty: remove it).
     fn login_cookie(&self, call: &Call, value: &str, max_age: u64) -> String {
+        self.cookie(call, logins::COOKIE, value, max_age)
+    }
+
+    /// `Set-Cookie` for the cookie of a login waiting for its second factor.
+    fn mfa_cookie(&self, call: &Call, value: &str, max_age: u64) -> String {
+        self.cookie(call, logins::MFA_COOKIE, value, max_age)
+    }
+
+    fn cookie(&self, call: &Call, name: &str, value: &str, max_age: u64) -> String {
         let path = if self.prefix.is_empty() {
             "/"
         } else {
             &self.prefix
         };
         format!(
-            "{}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
-            logins::COOKIE,
+            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
             if call.https { "; Secure" } else { "" }
         )
     }
 }
 
-/// `header::SET_COOKIE` on a response.
+/// Adds a `Set-Cookie` header to a response (one per cookie).
 fn set_cookie(r: &mut Response<Body>, cookie: &str) {
     if let Ok(v) = http::HeaderValue::from_str(cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
 }

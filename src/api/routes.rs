@@ -13,6 +13,7 @@ pub enum Endpoint {
     Asset,
     Config,
     Login,
+    LoginMfa,
     LoginLink,
     Logout,
     Machines,
@@ -61,6 +62,7 @@ pub static ROUTES: &[RouteDef] = &[
     r("GET", "/assets/{file}", Endpoint::Asset),
     r("GET", "/api/config", Endpoint::Config),
     r("POST", "/api/login", Endpoint::Login),
+    r("POST", "/api/login/mfa", Endpoint::LoginMfa),
     r("GET", "/api/login/link", Endpoint::LoginLink),
     r("POST", "/api/logout", Endpoint::Logout),
     r("GET", "/api/machines", Endpoint::Machines),
@@ -168,6 +170,10 @@ mod tests {
         assert_eq!(find(&Method::GET, "/api/sessions/"), Match::NotFound);
         assert_eq!(find(&Method::GET, "/api/sessions/a/b"), Match::NotFound);
         assert_eq!(find(&Method::GET, "/api/nope"), Match::NotFound);
+        assert_eq!(
+            find(&Method::POST, "/api/login/mfa"),
+            Match::Found(Endpoint::LoginMfa, None)
+        );
         assert_eq!(
             find(&Method::PUT, "/api/sessions"),
             Match::WrongMethod("GET, POST".into())

@@ -75,10 +75,19 @@ const Darts = (() => {
     return data;
   }
 
-  /** Logs in; resolves to the API's answer (`status` 202: a login link was mailed). */
+  /** Logs in; resolves to the API's answer (`status` 202: a login link or, with
+   *  `code` `mfa_required`, a sign-in code was mailed). */
   async function login(user, password) {
     const r = await api('POST', 'api/login', { user, password });
-    if (r.status === 200) csrf = r.data.csrf;
+    // A pending second factor has its own CSRF token, sent back with the code.
+    if (r.status === 200 || r.data.csrf) csrf = r.data.csrf;
+    return r;
+  }
+
+  /** Sends the mailed sign-in code of a pending login; opens the login. */
+  async function loginMfa(code) {
+    const r = await api('POST', 'api/login/mfa', { code });
+    csrf = r.data.csrf;
     return r;
   }
 
@@ -191,7 +200,7 @@ const Darts = (() => {
   }
 
   return {
-    base, api, load, login, logout, el, say, explain, duration, date, gb, links, svg, copy, busy,
+    base, api, load, login, loginMfa, logout, el, say, explain, duration, date, gb, links, svg, copy, busy,
     get config() { return config; },
   };
 })();

@@ -1,5 +1,5 @@
-// The landing page: log in, choose a machine and its size, Create (then the connect
-// page) or Manage sessions.
+// The landing page: log in (with the mailed sign-in code when the server asks for one),
+// choose a machine and its size, Create (then the connect page) or Manage sessions.
 'use strict';
 
 (() => {
@@ -9,9 +9,14 @@
   // API field name → the form field's error line.
   const errorLines = {
     user: 'user-error', machine: 'machine-error', cpu: 'cpu-error',
-    memory: 'memory-error', lifetime: 'lifetime-error', gpu: 'gpu-error',
+    memory: 'memory-error', lifetime: 'lifetime-error', gpu: 'gpu-error', code: 'mfa-error',
   };
-  const inputs = { user: 'user', machine: 'machine', cpu: 'cpu', memory: 'memory', lifetime: 'snapshot_lifetime', gpu: 'gpu' };
+  const inputs = {
+    user: 'user', machine: 'machine', cpu: 'cpu', memory: 'memory', lifetime: 'snapshot_lifetime', gpu: 'gpu',
+    code: 'mfa-code',
+  };
+  // A login waits for its sign-in code (the server answered `mfa_required`).
+  let mfaPending = false;
 
   function fill(select, values, label, preferred) {
     select.replaceChildren(...values.map((v) => Darts.el('option', { value: String(v) }, label(v))));
@@ -20,9 +25,19 @@
   }
 
   function showLogin(user) {
-    $('credentials').hidden = !!user;
+    $('credentials').hidden = !!user || mfaPending;
+    $('mfa').hidden = !!user || !mfaPending;
     $('logged-in').hidden = !user;
     $('logged-user').textContent = user ? user.name : '';
+  }
+
+  /** The sign-in code step (`note`: the server's words), or back to user and password. */
+  function showMfa(note) {
+    mfaPending = !!note;
+    $('mfa-note').textContent = note || '';
+    $('mfa-code').value = '';
+    showLogin(null);
+    (mfaPending ? $('mfa-code') : $('user')).focus();
   }
 
   function clearErrors() {
@@ -62,9 +77,33 @@
     if (counting) ticker = setInterval(draw, 1000);
   }
 
+  /** Sends the sign-in code; false when the user must do something first. */
+  async function sendCode() {
+    const code = $('mfa-code').value.trim();
+    if (!code) {
+      showError({ field: 'code', message: 'Enter the code from the e-mail.' });
+      return false;
+    }
+    progress('Checking the code…', false);
+    try {
+      await Darts.loginMfa(code);
+    } catch (e) {
+      progress('');
+      if (e.code === 'mfa_wrong_code') e.field = 'code';
+      // Expired, used up or gone: the password must be typed again.
+      else if (e.code.startsWith('mfa_')) showMfa(null);
+      throw e;
+    }
+    mfaPending = false;
+    await Darts.load();
+    showLogin(Darts.config.user);
+    return true;
+  }
+
   /** Logs in unless already logged in; false when the user must do something first. */
   async function ensureLogin() {
     if (Darts.config.user) return true;
+    if (mfaPending) return sendCode();
     const user = $('user').value.trim();
     if (!user) {
       showError({ field: 'user', message: 'Enter your user name.' });
@@ -74,7 +113,9 @@
     const r = await Darts.login(user, $('password').value);
     if (r.status === 202) {
       progress('');
-      Darts.say(r.data.message, 'info');
+      $('password').value = '';
+      if (r.data.code === 'mfa_required') showMfa(r.data.message);
+      else Darts.say(r.data.message, 'info');
       return false;
     }
     $('password').value = '';
@@ -157,6 +198,10 @@
   }
 
   form.addEventListener('submit', create);
+  $('mfa-restart').addEventListener('click', () => {
+    clearErrors();
+    showMfa(null);
+  });
   $('manage').addEventListener('click', manage);
   $('logout').addEventListener('click', async () => {
     try {

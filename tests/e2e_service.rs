@@ -1,0 +1,253 @@
+//! End to end through `darts serve`, as a person uses it, in headless Chromium driven by
+//! tests/e2e/node/darts-service.js (playwright-core): a real dovecot checks the password over
+//! IMAPS, the sign-in code travels through a real SMTP server (read back from its stored
+//! mail), the demo machine runs under real QEMU (TCG). Landing page → log in → code → pick the
+//! machine → Create → connect page → Connect (noVNC) → the guest's screen → a command typed
+//! into the guest's shell shows on the screen and its output reaches the guest's serial
+//! port → Stop → Manage sessions shows nothing left.
+//!
+//! Screenshots of the landing and connect pages at desktop (1280×800) and phone (390×844)
+//! sizes, of the code step, noVNC and Manage sessions are left in target/e2e-artifacts/.
+//!
+//! Needs qemu-system-x86_64, the demo machine, chromium, node with tests/e2e/node/node_modules,
+//! dovecot and python3-aiosmtpd (`bash tests/setup.sh`).
+
+#[path = "support/auth_servers.rs"]
+mod auth_servers;
+#[path = "support/qemu.rs"]
+mod qemu;
+#[path = "support/service.rs"]
+mod service;
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use auth_servers::{Dovecot, TestCa};
+use qemu::{artifacts_dir, repo_path, require_program};
+use serde_json::Value;
+use smtp_sink::SmtpSink;
+use support::Scratch;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "alice-imap-pw";
+const SENDER: (&str, &str) = ("darts@e2e.test", "senderpw");
+/// The original's title: the screenshots of these pages illustrate the README.
+const TITLE: &str = "Data Analysis Remote Treatment Service";
+
+/// node, Chromium and playwright-core; checked before anything is started.
+fn browser_tools() -> (PathBuf, PathBuf) {
+    let node = require_program("node");
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        chromium.is_file(),
+        "Chromium not found at {} (set CHROMIUM): install it with `bash tests/setup.sh`",
+        chromium.display()
+    );
+    assert!(
+        repo_path("tests/e2e/node/node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `bash tests/setup.sh` (npm ci in tests/e2e/node)"
+    );
+    (node, chromium)
+}
+
+/// `darts serve` settings: IMAPS against dovecot, the second factor through the SMTP sink
+/// (one CA file trusting both test CAs), the guest's serial port written to `serial`.
+fn auth_config(dovecot: &Dovecot, sink: &SmtpSink, ca_bundle: &Path, serial: &Path) -> String {
+    format!(
+        r#"layout_title = "{TITLE}"
+check_user_with_imap = true
+imap_server = "127.0.0.1"
+imap_port = {imaps}
+imap_security = "tls"
+auth_ca_file = "{ca}"
+check_user_mfa = true
+smtp_server = "127.0.0.1"
+smtp_port = {smtp}
+smtp_use_ssl = "starttls"
+email_from = "{from}"
+email_passwd = "{from_pw}"
+config_script = "qemu: -serial file:{serial}"
+"#,
+        imaps = dovecot.imaps_port,
+        ca = ca_bundle.display(),
+        smtp = sink.port,
+        from = SENDER.0,
+        from_pw = SENDER.1,
+        serial = serial.display(),
+    )
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() > 1000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+/// The page fits the viewport's width: no horizontal scrolling.
+fn assert_fits(shots: &Value, page: &str) {
+    for size in ["desktop", "phone"] {
+        let shot = &shots[size];
+        let file = Path::new(shot["file"].as_str().unwrap_or_default());
+        assert!(is_png(file), "no {page} screenshot at {}", file.display());
+        assert_eq!(
+            shot["overflow"].as_i64(),
+            Some(0),
+            "the {page} page overflows horizontally at {size} size: {shot}"
+        );
+    }
+}
+
+#[test]
+fn a_user_logs_in_creates_connects_types_and_stops_in_chromium() {
+    let (node, chromium) = browser_tools();
+    let scratch = Scratch::new("e2e-service");
+    let imap_ca = TestCa::new(&scratch.0, "imap");
+    let dovecot = Dovecot::start(&scratch.0, &imap_ca, &[(USER, PASSWORD)]);
+    let sink = SmtpSink::start(&[SENDER]);
+    let ca_bundle = scratch.path("auth-ca.pem");
+    let bundle = [
+        std::fs::read_to_string(&imap_ca.ca_file).unwrap(),
+        std::fs::read_to_string(&sink.ca_pem).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&ca_bundle, bundle).unwrap();
+    let serial = scratch.path("guest-serial.log");
+    let svc = service::Service::start(
+        "e2e-service",
+        &auth_config(&dovecot, &sink, &ca_bundle, &serial),
+    );
+
+    let out_dir = artifacts_dir();
+    let started = Instant::now();
+    let out = Command::new(&node)
+        .arg(repo_path("tests/e2e/node/darts-service.js"))
+        .args(["--base", &format!("http://{}/darts/", svc.addr)])
+        .args(["--user", USER, "--password", PASSWORD])
+        .args(["--machine", "demo.img"])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--serial")
+        .arg(&serial)
+        .arg("--maildir")
+        .arg(&sink.maildir)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!("darts-service.js printed no JSON; stdout:\n{stdout}\nstderr:\n{stderr}")
+        });
+    let j: Value = serde_json::from_str(line).expect("darts-service.js JSON");
+    eprintln!("darts-service.js ({:.1?}): {j}", started.elapsed());
+    let log = svc.log();
+    assert!(
+        out.status.success(),
+        "the browser run failed: {j}\nstderr:\n{stderr}\ndarts log (tail):\n{}\nsink log:\n{}",
+        log.lines().rev().take(40).collect::<Vec<_>>().join("\n"),
+        sink.log()
+    );
+
+    // Pages: readable at both sizes, no horizontal scrolling, no script or CSP error.
+    assert_eq!(j["title"], TITLE);
+    assert_fits(&j["landing"], "landing");
+    assert_fits(&j["connect"], "connect");
+    let errors: Vec<&str> = j["console_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        // The refused wrong code is a 401 fetch, which Chromium reports.
+        .filter(|e| !e.starts_with("Failed to load resource"))
+        .collect();
+    assert!(errors.is_empty(), "errors in the pages: {errors:?}");
+
+    // The password was checked by dovecot, then the code was asked for, mailed without
+    // anything secret in the subject; a wrong code was refused next to the field.
+    assert_eq!(j["mfa_credentials_hidden"], true, "{j}");
+    assert!(
+        j["mfa_note"].as_str().unwrap().contains("a***@127.0.0.1"),
+        "{j}"
+    );
+    let subject = j["mfa_subject"].as_str().unwrap();
+    assert_eq!(subject, format!("{TITLE}: your sign-in code"));
+    assert!(
+        j["mfa_wrong"].as_str().unwrap().contains("wrong code"),
+        "{j}"
+    );
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].rcpt_to, "alice@127.0.0.1");
+
+    // The connect page greets the user and offers the original's link and a QR code.
+    let session = j["session"].as_str().unwrap();
+    assert!(session.starts_with("darts-"), "{j}");
+    assert_eq!(j["hello"], format!("Hello {USER} !"));
+    let href = j["connect_href"].as_str().unwrap();
+    assert!(
+        href.starts_with(&format!("http://{}/darts/vnc.html?resize=", svc.addr))
+            && href.contains("&autoconnect=true&path=?token="),
+        "{href}"
+    );
+    assert_eq!(j["qr"], true);
+
+    // noVNC showed the guest, not a blank screen or an error.
+    assert!(
+        j["novnc_status"].as_str().unwrap().contains("Connected"),
+        "{j}"
+    );
+    assert!(
+        j["first_screen"]["nonblack"].as_f64().unwrap() > 0.002,
+        "{j}"
+    );
+    // The typed command ran in the guest's shell: its output reached the serial port, and
+    // the screen went from the prompt alone (after `clear`) to three lines: the command,
+    // its output and the next prompt (text rows are 16 pixels high).
+    let serial_text = std::fs::read_to_string(&serial).unwrap();
+    assert!(serial_text.contains("darts-e2e-42"), "{serial_text:?}");
+    let (before, after) = (&j["before"], &j["after"]);
+    let lowest = |v: &Value| v["lowest_lit_row"].as_i64().unwrap();
+    assert!((0..16).contains(&lowest(before)), "not cleared: {before}");
+    assert!(
+        (32..64).contains(&lowest(after)),
+        "not three lines after the command: {after}"
+    );
+    assert!(
+        after["lit_rows"].as_i64() > before["lit_rows"].as_i64(),
+        "{before} -> {after}"
+    );
+    assert!(is_png(&out_dir.join("darts-novnc.png")));
+
+    // Stop worked, and Manage sessions shows nothing left.
+    assert!(
+        j["stop_message"].as_str().unwrap().contains("stopped"),
+        "{j}"
+    );
+    assert_eq!(j["card_hidden"], true);
+    assert_eq!(j["manage_empty_shown"], true, "{j}");
+    assert_eq!(j["manage_rows"], 0);
+    assert_eq!(j["manage_mentions_session"], false);
+    assert!(svc.sessions().is_empty(), "{:?}", svc.sessions());
+    assert!(svc.entries("snapshots").is_empty());
+
+    // What darts logged: the code was sent, and no secret is in the log.
+    assert!(log.contains("second factor: code sent"), "{log}");
+    assert!(!log.contains(PASSWORD), "the password reached the log");
+    let code = mails[0]
+        .text
+        .as_deref()
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 8 && l.bytes().all(|c| c.is_ascii_digit()))
+        .unwrap()
+        .to_owned();
+    assert!(!log.contains(&code), "the code reached the log");
+}
