@@ -1,7 +1,8 @@
 //! The README's first command, `bash scripts/demo.sh`: it must give a newcomer a live
-//! desktop. Runs the script as a user would (it builds darts in release mode if needed and
-//! the demo machine), follows its link through the websocket to the guest's screen, then
-//! stops it with SIGTERM, as Ctrl-C would, and checks nothing is left running.
+//! desktop. Runs the script as a user would (with this build's darts rather than a
+//! release build, and the demo machine), follows its link through the websocket to the
+//! guest's screen, then stops it with SIGTERM, as Ctrl-C would, and checks nothing is
+//! left running.
 
 #[path = "support/qemu.rs"]
 mod qemu;
@@ -24,6 +25,8 @@ async fn the_demo_script_gives_a_live_desktop_and_cleans_up() {
         .arg(qemu::repo_path("scripts/demo.sh"))
         .env("DARTS_DEMO_PORT", port.to_string())
         .env("DARTS_DEMO_DIR", &scratch.0)
+        // This build's darts: a release build here would compete with the other tests.
+        .env("DARTS_BIN", darts_bin())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
