@@ -27,7 +27,8 @@ pub enum Command {
     /// Certificates for VNC over TLS between darts and QEMU (VeNCrypt x509).
     #[command(subcommand)]
     Certs(CertsCommand),
-    /// Run the service: noVNC, sessions' websockets and their VMs on one port.
+    /// Run the service: pages, sessions and VMs on one port (options: darts config keys).
+    #[command(after_long_help = crate::config::keys::serve_help())]
     Serve(crate::sessions_cmd::ServeArgs),
     /// Start a session on the running service, without authentication; prints its link.
     Start(crate::sessions_cmd::StartArgs),
@@ -37,11 +38,17 @@ pub enum Command {
     Status(crate::sessions_cmd::StatusArgs),
     /// Stop every session (the original's service_purge).
     Purge(crate::sessions_cmd::ConfigArgs),
+    /// The configuration: check, show (with origins), import the original's config.pl, keys.
+    #[command(subcommand)]
+    Config(crate::config_cmd::ConfigCommand),
     /// The machine catalogue: list, enable, disable, download, purge (qwdctl's commands).
     Machines(crate::catalogue::command::MachinesArgs),
     /// Prepare this host for GPU pass-through (IOMMU, vfio-pci, udev, memlock); prints
     /// the changes unless --apply.
     Gpu(GpuArgs),
+    /// Check this host for darts: QEMU, KVM, files, directories, certificates, port,
+    /// authentication servers, GPUs; one line each, with the fix. Fails if any check fails.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]

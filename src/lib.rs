@@ -4,12 +4,15 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod config_cmd;
 pub mod control;
+pub mod doctor;
 pub mod fetch;
 pub mod gpu;
 pub mod host;
@@ -17,6 +20,7 @@ pub mod limits;
 pub mod mail;
 pub mod proxy_cmd;
 pub mod qmp;
+pub mod reload;
 pub mod rlimit;
 pub mod script;
 pub mod serve;
@@ -45,6 +49,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
             yes: args.yes,
         })?),
         cli::Command::Machines(args) => catalogue::command::run(args),
+        cli::Command::Doctor(args) => doctor::command(args),
+        cli::Command::Config(cmd) => config_cmd::run(cmd),
         cli::Command::Serve(args) => {
             telemetry::init(false, cli::LogFormat::Text);
             rlimit::raise_nofile();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use darts_proxy::forwarded::TrustedProxies;
 use darts_proxy::tls::CertPaths;
 use darts_proxy::{Gateway, GatewayConfig, TokenMap};
 use tokio_util::sync::CancellationToken;
@@ -14,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::chain_login::{ChainLogin, SmtpMailer};
 use crate::api::login::{LoginCheck, OpenLogin};
 use crate::api::{ApiOptions, DartsApp};
-use crate::config::Config;
+use crate::config::check::check;
+use crate::config::{Config, ConfigSource};
 use crate::control::{self, LinkBase};
+use crate::reload::{self, Reloader};
 use crate::session::Manager;
 use crate::signals;
 
@@ -25,33 +28,53 @@ pub struct ServeOptions {
     pub config: Arc<Config>,
     /// Listening address; default `127.0.0.1:service_port`.
     pub listen: Option<SocketAddr>,
+    /// Where `config` was read from. When set, the files are checked at start (errors
+    /// refuse to start), then watched and reloaded on change and on SIGHUP.
+    pub source: Option<ConfigSource>,
 }
 
 /// Runs the service until SIGTERM or SIGINT.
 pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
-    let config = opts.config;
+    let (config, source) = match opts.source {
+        Some(source) => {
+            let baseline = reload::Snapshot::take(&source);
+            let report = check(&source);
+            for w in report.warnings() {
+                tracing::warn!(problem = %w, "configuration");
+            }
+            let Some(loaded) = report.usable() else {
+                let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
+                anyhow::bail!(
+                    "configuration refused (darts config check):\n  {}",
+                    errors.join("\n  ")
+                );
+            };
+            (Arc::new(loaded.config.clone()), Some((source, baseline)))
+        }
+        None => (opts.config, None),
+    };
     let listen = opts.listen.unwrap_or(SocketAddr::new(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         config.service_port,
     ));
-    let open = !crate::api::login::auth_configured(&config);
-    if open {
-        if !listen.ip().is_loopback() && !config.allow_open_access {
-            anyhow::bail!(
-                "no authentication method is configured (check_user_*), so anyone could start \
-                 sessions: refusing to listen on {listen}. Configure authentication, listen on \
-                 loopback, or pass --allow-open-access=true to open it anyway"
-            );
-        }
-        tracing::warn!(
-            address = %listen,
-            "NO AUTHENTICATION: no check_user_* method is configured; every user name is accepted as typed"
-        );
+    let auth = web_auth(&config, listen)?;
+    let audit = crate::audit::install(crate::audit::LogOptions::from_config(&config))
+        .context("audit log (service_logfile)")?;
+    if let Some(path) = &audit.options().json {
+        tracing::info!(file = %path.display(), "audit log");
     }
     let tokens = Arc::new(TokenMap::new());
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut gw = GatewayConfig::new(listen);
     gw.web_prefix = web_prefix(&config.service_reverse_proxy);
+    // A proxy may pass the prefix on (deploy/) or strip it (the original's Apache block).
+    gw.accept_unprefixed = true;
+    gw.trusted_proxies = TrustedProxies::parse(&config.service_trusted_proxies)
+        .context("service_trusted_proxies")?;
+    gw.proxy_protocol = config.service_proxy_protocol;
+    if gw.proxy_protocol && gw.trusted_proxies.is_empty() {
+        tracing::warn!("service_proxy_protocol is on but service_trusted_proxies is empty: no PROXY header will be read");
+    }
     if config.dir_novnc.is_dir() {
         gw.web_dir = Some(config.dir_novnc.clone());
     } else {
@@ -76,30 +99,11 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     if !config.dir_html.is_dir() {
         tracing::warn!(dir = %config.dir_html.display(), "dir_html does not exist; the web pages will not be served");
     }
-    let login: Arc<dyn LoginCheck> = if open {
-        Arc::new(OpenLogin)
-    } else {
-        Arc::new(ChainLogin::from_config(&config).context("authentication")?)
-    };
-    // Mail is needed for e-mail login links and second-factor codes; without a server
-    // configured the API answers `mail_unavailable` / `mfa_unavailable` to such logins.
-    if config.check_user_mfa && config.smtp_server.is_empty() {
-        tracing::error!("check_user_mfa is on but smtp_server is not set: no login can succeed");
-    }
-    let wants_mail = config.check_user_with_email || config.check_user_mfa;
-    let mailer: Option<Arc<dyn crate::api::login::Mailer>> =
-        if wants_mail && !config.smtp_server.is_empty() {
-            Some(Arc::new(
-                SmtpMailer::from_config(&config).context("mail (smtp_server, email_from)")?,
-            ))
-        } else {
-            None
-        };
     let app = DartsApp::new(ApiOptions {
         manager: manager.clone(),
-        login,
-        mailer,
-        open,
+        login: auth.login,
+        mailer: auth.mailer,
+        open: auth.open,
         prefix: prefix.clone(),
     });
     gw.app = Some(Arc::new(app.clone()));
@@ -128,10 +132,29 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     };
     app.set_listen_base(links.base.clone());
     tracing::info!(address = %addr, url = %links.base, "darts serving");
+    crate::audit::emit(crate::audit::Event::ServiceStart {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        listen: addr.to_string(),
+    });
 
     let stop = CancellationToken::new();
     let handle = gateway.handle();
-    signals::spawn(stop.clone(), move || handle.reload_tls())?;
+    match source {
+        Some((source, baseline)) => {
+            let targets = reload::Targets {
+                manager: manager.clone(),
+                app: app.clone(),
+                gateway: handle,
+                listen,
+                tls,
+            };
+            let hup = Arc::new(tokio::sync::Notify::new());
+            let reloader = Reloader::new(source, baseline, config.clone(), targets);
+            tokio::spawn(reloader.run(hup.clone(), stop.clone()));
+            signals::spawn(stop.clone(), move || hup.notify_one())?;
+        }
+        None => signals::spawn(stop.clone(), move || handle.reload_tls())?,
+    }
     let control_task = tokio::spawn(control::serve(
         control::socket_path(&config),
         manager.clone(),
@@ -140,10 +163,65 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     ));
     gateway.run(stop).await;
     manager.detach().await;
+    crate::audit::emit(crate::audit::Event::ServiceStop {});
+    // The writer flushes and ends; joining it is blocking work.
+    let _ = tokio::task::spawn_blocking(move || drop(audit)).await;
     if let Ok(Err(e)) = control_task.await {
         tracing::warn!(error = %e, "control socket");
     }
     Ok(())
+}
+
+/// How the web service authenticates, built from the configuration (at start and on
+/// every reload).
+#[derive(Debug)]
+pub struct WebAuth {
+    pub login: Arc<dyn LoginCheck>,
+    /// Sends login links and second-factor codes, when they are on and a server is set.
+    pub mailer: Option<Arc<dyn crate::api::login::Mailer>>,
+    /// No method is configured: every user name is accepted.
+    pub open: bool,
+}
+
+/// The authentication chain and mailer of `config`. Without any method, refuses a
+/// `listen` address off loopback unless `allow_open_access`.
+pub fn web_auth(config: &Config, listen: SocketAddr) -> anyhow::Result<WebAuth> {
+    let open = !crate::api::login::auth_configured(config);
+    if open {
+        if !listen.ip().is_loopback() && !config.allow_open_access {
+            anyhow::bail!(
+                "no authentication method is configured (check_user_*), so anyone could start \
+                 sessions: refusing to listen on {listen}. Configure authentication, listen on \
+                 loopback, or pass --allow-open-access=true to open it anyway"
+            );
+        }
+        tracing::warn!(
+            address = %listen,
+            "NO AUTHENTICATION: no check_user_* method is configured; every user name is accepted as typed"
+        );
+    }
+    let login: Arc<dyn LoginCheck> = if open {
+        Arc::new(OpenLogin)
+    } else {
+        Arc::new(ChainLogin::from_config(config).context("authentication")?)
+    };
+    // Mail is needed for e-mail login links and second-factor codes; without a server
+    // configured the API answers `mail_unavailable` / `mfa_unavailable` to such logins
+    // (`darts config check` refuses such a configuration).
+    let wants_mail = config.check_user_with_email || config.check_user_mfa;
+    let mailer: Option<Arc<dyn crate::api::login::Mailer>> =
+        if wants_mail && !config.smtp_server.is_empty() {
+            Some(Arc::new(
+                SmtpMailer::from_config(config).context("mail (smtp_server, email_from)")?,
+            ))
+        } else {
+            None
+        };
+    Ok(WebAuth {
+        login,
+        mailer,
+        open,
+    })
 }
 
 /// `service_reverse_proxy` as a path prefix: `/darts` stays, `""` and `":port"` (the

@@ -107,9 +107,11 @@ pub struct StatusArgs {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Arc::new(args.config.load()?);
+    let (file, overrides) = args.config.split()?;
     crate::serve::run(crate::serve::ServeOptions {
         config,
         listen: args.listen,
+        source: Some(crate::config::ConfigSource { file, overrides }),
     })
     .await
 }

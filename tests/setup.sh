@@ -12,11 +12,16 @@
 #   browser  chromium fonts-liberation novnc websockify, and `npm ci` in tests/e2e/node
 #            (playwright-core drives Debian's chromium; no browser download)
 #   fuzz     cargo-fuzz, when `cargo fuzz --version` fails
+#   deb      cargo-deb (when `cargo deb --version` fails) and systemd (for systemd-analyze), for
+#            tests/packaging.rs: the Debian package is built, installed with dpkg and purged
 #   mail     python3-aiosmtpd, for the SMTP sink of tests/auth_mail.rs (tests/support/smtp-sink.py)
 #   build    libpam0g-dev: what building darts itself needs
 #   auth     dovecot-imapd slapd ldap-utils libpam0g-dev, for tests/auth_servers.rs (IMAP and LDAP
 #            servers started by the tests on loopback; PAM headers for the local method). The
 #            packages' own daemons are not used (the machine's policy-rc.d keeps them stopped).
+#   proxies  apache2 nginx libnginx-mod-stream, for tests/reverse_proxy.rs (both started by the
+#            tests in the foreground on loopback with their own configuration; the packages'
+#            own daemons are not used)
 #
 # Prints how long each step took.
 set -euo pipefail
@@ -95,6 +100,7 @@ GUEST_PKGS=(busybox-static cpio syslinux syslinux-common mtools)
 BROWSER_PKGS=(chromium fonts-liberation novnc websockify)
 MAIL_PKGS=(python3-aiosmtpd)
 AUTH_PKGS=(dovecot-imapd slapd ldap-utils libpam0g-dev)
+PROXY_PKGS=(apache2 nginx libnginx-mod-stream)
 
 install_guest_tools() {
   if installed "${GUEST_PKGS[@]}"; then echo "guest tools already installed"; return; fi
@@ -126,6 +132,11 @@ install_auth_servers() {
   apt_install "${AUTH_PKGS[@]}"
 }
 
+install_proxies() {
+  if installed "${PROXY_PKGS[@]}"; then echo "apache2, nginx already installed"; return; fi
+  apt_install "${PROXY_PKGS[@]}"
+}
+
 npm_ci() {
   local dir=$ROOT/tests/e2e/node
   if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
@@ -148,6 +159,15 @@ install_cargo_fuzz() {
     return
   fi
   cargo install --locked cargo-fuzz
+}
+
+install_deb_tools() {
+  if cargo deb --version > /dev/null 2>&1; then
+    echo "$(cargo deb --version) already installed"
+  else
+    cargo install --locked cargo-deb
+  fi
+  if installed systemd; then echo "systemd (systemd-analyze) already installed"; else apt_install systemd; fi
 }
 
 build_guest_into() { # build_guest_into OUTDIR FLAVOUR: (re)builds when make-guest.sh changed
@@ -177,8 +197,10 @@ want guest && step "apt: guest tools" install_guest_tools
 want browser && step "apt: chromium, novnc" install_browser
 want browser && step "npm ci (playwright-core)" npm_ci
 want fuzz && step "cargo-fuzz" install_cargo_fuzz
+want deb && step "cargo-deb, systemd-analyze" install_deb_tools
 want mail && step "apt: python3-aiosmtpd" install_mail
 want auth && step "apt: dovecot, slapd, pam" install_auth_servers
+want proxies && step "apt: apache2, nginx" install_proxies
 want guest && step "build test guest" build_guest
 want guest && step "build demo machine" build_demo_guest
 

@@ -61,6 +61,14 @@ pub struct GatewayConfig {
     pub viewer_events: Option<crate::events::ViewerEvents>,
     /// Pages and API served on the same port, offered every non-upgrade request first.
     pub app: Option<std::sync::Arc<dyn crate::app::App>>,
+    /// Reverse proxies whose `X-Forwarded-*`/`Forwarded` headers (and PROXY headers)
+    /// name the client, for logs and the `Origin` check.
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
+    /// Read a PROXY protocol (v1 or v2) header from connections of trusted proxies.
+    pub proxy_protocol: bool,
+    /// Also serve paths outside `web_prefix` as if they were under it: a reverse proxy
+    /// that strips the prefix (the original's Apache block) sends `//vnc.html`.
+    pub accept_unprefixed: bool,
 }
 
 impl GatewayConfig {
@@ -87,11 +95,47 @@ impl GatewayConfig {
             rfb_check: true,
             viewer_events: None,
             app: None,
+            trusted_proxies: crate::forwarded::TrustedProxies::default(),
+            proxy_protocol: false,
+            accept_unprefixed: false,
         }
     }
 
     /// The prefix without its trailing slash (`""` for the root).
     pub(crate) fn prefix(&self) -> &str {
         self.web_prefix.trim_end_matches('/')
+    }
+
+    /// A request path relative to the prefix (see `accept_unprefixed`).
+    pub(crate) fn relative_path(&self, path: &str) -> Option<String> {
+        crate::url::strip_prefix(path, self.prefix()).or_else(|| {
+            self.accept_unprefixed
+                .then(|| crate::url::strip_prefix(path, ""))
+                .flatten()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_outside_the_prefix_only_when_accepted() {
+        let mut c = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+        c.web_prefix = "/darts".into();
+        assert_eq!(
+            c.relative_path("/darts/vnc.html").as_deref(),
+            Some("/vnc.html")
+        );
+        assert_eq!(c.relative_path("//vnc.html"), None);
+        c.accept_unprefixed = true;
+        assert_eq!(
+            c.relative_path("/darts//app/ui.js").as_deref(),
+            Some("/app/ui.js")
+        );
+        // The original's Apache block strips the prefix and doubles the slash.
+        assert_eq!(c.relative_path("//vnc.html").as_deref(), Some("/vnc.html"));
+        assert_eq!(c.relative_path("//").as_deref(), Some("/"));
     }
 }

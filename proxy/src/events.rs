@@ -1,9 +1,17 @@
 //! Viewer events: the gateway tells the rest of darts when a labelled route gains or loses
-//! a viewer, so that a one-shot session can end when its connection closes and a status
-//! page can count viewers. Sent once per websocket at open and at close, never per byte.
+//! a viewer, so that a one-shot session can end when its connection closes, a status
+//! page can count viewers and the audit log can record who watched what. Sent once per
+//! websocket at open and at close, never per byte: the byte counts travel in the close
+//! event, counted by [`CountingIo`] as plain integers owned by the session task.
 
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 /// What happened to a viewer of a labelled route.
@@ -13,6 +21,17 @@ pub enum ViewerChange {
     Closed,
 }
 
+/// What one websocket carried, reported when it closes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes read from the browser (websocket framing included).
+    pub from_client: u64,
+    /// Bytes written to the browser (websocket framing included).
+    pub to_client: u64,
+    /// From the upgrade to the close.
+    pub duration: Duration,
+}
+
 /// One viewer event, named by the route's label (a session name), never by its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerEvent {
@@ -20,6 +39,12 @@ pub struct ViewerEvent {
     pub change: ViewerChange,
     /// The route was one-shot: its session should end with this connection.
     pub one_shot: bool,
+    /// The route was view-only (input dropped).
+    pub view_only: bool,
+    /// The browser's address as the gateway saw it.
+    pub client: SocketAddr,
+    /// Set on [`ViewerChange::Closed`] only.
+    pub traffic: Option<Traffic>,
 }
 
 /// The sending side, kept in the gateway configuration.
@@ -32,29 +57,174 @@ pub(crate) struct ViewerGuard {
     events: ViewerEvents,
     label: Arc<str>,
     one_shot: bool,
+    view_only: bool,
+    client: SocketAddr,
+    opened: Instant,
+    bytes: (u64, u64),
 }
 
 impl ViewerGuard {
-    pub(crate) fn open(events: &ViewerEvents, label: Arc<str>, one_shot: bool) -> Self {
-        let _ = events.send(ViewerEvent {
-            label: label.clone(),
-            change: ViewerChange::Opened,
-            one_shot,
-        });
-        Self {
+    pub(crate) fn open(
+        events: &ViewerEvents,
+        label: Arc<str>,
+        route: &crate::token::Route,
+        client: SocketAddr,
+    ) -> Self {
+        let guard = Self {
             events: events.clone(),
             label,
-            one_shot,
+            one_shot: route.one_shot,
+            view_only: route.view_only,
+            client,
+            opened: Instant::now(),
+            bytes: (0, 0),
+        };
+        let _ = events.send(guard.event(ViewerChange::Opened, None));
+        guard
+    }
+
+    /// Records what the connection carried, for the `Closed` event.
+    pub(crate) fn set_bytes(&mut self, from_client: u64, to_client: u64) {
+        self.bytes = (from_client, to_client);
+    }
+
+    fn event(&self, change: ViewerChange, traffic: Option<Traffic>) -> ViewerEvent {
+        ViewerEvent {
+            label: self.label.clone(),
+            change,
+            one_shot: self.one_shot,
+            view_only: self.view_only,
+            client: self.client,
+            traffic,
         }
     }
 }
 
 impl Drop for ViewerGuard {
     fn drop(&mut self) {
-        let _ = self.events.send(ViewerEvent {
-            label: self.label.clone(),
-            change: ViewerChange::Closed,
-            one_shot: self.one_shot,
-        });
+        let traffic = Traffic {
+            from_client: self.bytes.0,
+            to_client: self.bytes.1,
+            duration: self.opened.elapsed(),
+        };
+        let _ = self
+            .events
+            .send(self.event(ViewerChange::Closed, Some(traffic)));
+    }
+}
+
+/// A browser connection that counts the bytes it reads and writes. The counters are
+/// plain integers: the session task owns the stream, lends it to the pump as `&mut`,
+/// and reads them once the session is over.
+#[derive(Debug)]
+pub(crate) struct CountingIo<C> {
+    inner: C,
+    pub(crate) read: u64,
+    pub(crate) written: u64,
+}
+
+impl<C> CountingIo<C> {
+    pub(crate) fn new(inner: C) -> Self {
+        Self {
+            inner,
+            read: 0,
+            written: 0,
+        }
+    }
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for CountingIo<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for CountingIo<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.written += n as u64;
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.written += n as u64;
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn counting_io_counts_both_ways_and_keeps_vectored_writes() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut io = CountingIo::new(a);
+        assert_eq!(io.is_write_vectored(), io.inner.is_write_vectored());
+        io.write_all(b"hello").await.unwrap();
+        let n = io
+            .write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")])
+            .await
+            .unwrap();
+        b.write_all(b"xyz").await.unwrap();
+        let mut got = [0u8; 3];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!((io.read, io.written), (3, 5 + n as u64));
+    }
+
+    #[tokio::test]
+    async fn the_close_event_carries_traffic() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let route = crate::token::Route::new(crate::target::Target::Unix("/x".into()))
+            .view_only(true)
+            .label("s1");
+        let client: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let mut g = ViewerGuard::open(&tx, "s1".into(), &route, client);
+        let opened = rx.recv().await.unwrap();
+        assert_eq!(opened.change, ViewerChange::Opened);
+        assert!(opened.view_only && opened.traffic.is_none());
+        assert_eq!(opened.client, client);
+        g.set_bytes(10, 2000);
+        drop(g);
+        let closed = rx.recv().await.unwrap();
+        assert_eq!(closed.change, ViewerChange::Closed);
+        let t = closed.traffic.unwrap();
+        assert_eq!((t.from_client, t.to_client), (10, 2000));
     }
 }

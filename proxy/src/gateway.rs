@@ -20,6 +20,7 @@ use crate::config::GatewayConfig;
 use crate::error::ProxyError;
 use crate::http_service;
 use crate::metrics::{ErrorKind, Metrics};
+use crate::proxy_protocol;
 use crate::static_files::StaticFiles;
 use crate::tls::{TlsState, WATCH_INTERVAL};
 use crate::token::TokenMap;
@@ -229,14 +230,18 @@ async fn refuse_overloaded(shared: &Shared, mut stream: TcpStream) {
 
 async fn serve_connection(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let timeout = shared.config.handshake_timeout;
-    let io = match tokio::time::timeout(timeout, detect_and_wrap(&shared, stream, peer)).await {
-        Ok(Some(io)) => io,
+    let accepted = async {
+        let peer = proxy_header(&shared, &mut stream, peer).await?;
+        Some((detect_and_wrap(&shared, stream, peer).await?, peer))
+    };
+    let (io, peer) = match tokio::time::timeout(timeout, accepted).await {
+        Ok(Some(accepted)) => accepted,
         Ok(None) => return,
         Err(_) => {
             shared.metrics.error(ErrorKind::HandshakeTimeout);
@@ -280,6 +285,28 @@ async fn serve_connection(
         () = shared.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+/// With `proxy_protocol`, a trusted proxy's connection may start with a PROXY header:
+/// the client it names becomes the peer. Without one (an HTTP proxy trusted as well),
+/// nothing is consumed. Anyone else's bytes are left alone (a PROXY line from them is
+/// not HTTP and ends their connection). `None`: a bad header.
+async fn proxy_header(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Option<SocketAddr> {
+    if !shared.config.proxy_protocol || !shared.config.trusted_proxies.contains(peer.ip()) {
+        return Some(peer);
+    }
+    match proxy_protocol::read_header(stream).await {
+        Ok(header) => Some(header.and_then(|h| h.source).unwrap_or(peer)),
+        Err(e) => {
+            shared.metrics.error(ErrorKind::Http);
+            tracing::info!(proxy.addr = %peer, error = %e, "PROXY header refused");
+            None
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Request routing on the shared port: websocket upgrades, health, metrics, static files.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::client::ClientIo;
+use crate::events::CountingIo;
 use crate::gateway::{next_session_id, spawn_session, ConnGuard, Shared};
 use crate::metrics::Handshake;
 use crate::pump::Limits;
@@ -17,7 +18,7 @@ use crate::session::{self, SessionOptions, Timers};
 use crate::static_files::text_response;
 use crate::token::{redact_query, Lookup, Route};
 use crate::ws::handshake;
-use crate::{origin, url};
+use crate::{forwarded, origin, url};
 
 type Body = Full<Bytes>;
 
@@ -33,7 +34,7 @@ pub(crate) async fn handle(
     }
     shared.metrics.http_request();
     if let Some(app) = &shared.config.app {
-        if let Some(rel) = url::strip_prefix(req.uri().path(), shared.config.prefix()) {
+        if let Some(rel) = shared.config.relative_path(req.uri().path()) {
             if app.claims(req.method(), &rel) {
                 let ctx = crate::app::AppContext {
                     peer,
@@ -55,7 +56,7 @@ pub(crate) async fn handle(
         }
     };
     let path = req.uri().path();
-    let Some(rel) = url::strip_prefix(path, shared.config.prefix()) else {
+    let Some(rel) = shared.config.relative_path(path) else {
         return text_response(StatusCode::NOT_FOUND, "not found\n");
     };
     tracing::trace!(client.addr = %peer, tls, path = %redact_query(&rel), "http request");
@@ -85,10 +86,10 @@ fn refuse(
     kind: Handshake,
     status: StatusCode,
     reason: &'static str,
-    peer: SocketAddr,
+    client: IpAddr,
 ) -> Response<Body> {
     shared.metrics.handshake(kind);
-    tracing::info!(client.addr = %peer, status = status.as_u16(), reason, "websocket refused");
+    tracing::info!(client.addr = %client, status = status.as_u16(), reason, "websocket refused");
     let mut r = text_response(status, reason);
     if status == StatusCode::UPGRADE_REQUIRED {
         r.headers_mut().insert(
@@ -105,29 +106,46 @@ fn upgrade(
     peer: SocketAddr,
     guard: Arc<Mutex<Option<ConnGuard>>>,
 ) -> Response<Body> {
+    // The browser behind a trusted reverse proxy; the proxy itself otherwise.
+    let client = forwarded::resolve(req.headers(), peer.ip(), &shared.config.trusted_proxies);
+    // The proxy's port says nothing about the browser.
+    let viewer_addr = if client.via_proxy {
+        SocketAddr::new(client.addr, 0)
+    } else {
+        peer
+    };
     let accept = match handshake::check(req.method(), req.version(), req.headers()) {
         Ok(a) => a,
-        Err(e) => return refuse(shared, Handshake::BadRequest, e.status(), e.reason(), peer),
+        Err(e) => {
+            return refuse(
+                shared,
+                Handshake::BadRequest,
+                e.status(),
+                e.reason(),
+                client.addr,
+            )
+        }
     };
-    if !origin::allowed(req.headers(), &shared.config.allowed_origins) {
+    if !origin_allowed(shared, &req, client.host.as_deref()) {
         return refuse(
             shared,
             Handshake::OriginRefused,
             StatusCode::FORBIDDEN,
             "origin not allowed\n",
-            peer,
+            client.addr,
         );
     }
     let route = match find_route(shared, &req) {
         Ok(r) => r,
-        Err((kind, status, reason)) => return refuse(shared, kind, status, reason, peer),
+        Err((kind, status, reason)) => return refuse(shared, kind, status, reason, client.addr),
     };
     shared.metrics.handshake(Handshake::Accepted);
     let id = next_session_id(shared);
     let span = tracing::info_span!(
         "session",
         session.id = id,
-        client.addr = %peer,
+        client.addr = %client.addr,
+        via_proxy = client.via_proxy,
         label = route.label.as_deref().unwrap_or(""),
         target = %route.target,
     );
@@ -138,13 +156,14 @@ fn upgrade(
         (Some(events), Some(label)) => Some(crate::events::ViewerGuard::open(
             events,
             label.clone(),
-            route.one_shot,
+            &route,
+            viewer_addr,
         )),
         _ => None,
     };
     spawn_session(shared, span, async move {
         let _guard = conn_guard;
-        let _viewer = viewer;
+        let mut viewer = viewer;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -169,30 +188,22 @@ fn upgrade(
         let metrics = shared2.metrics.clone();
         let stop = shared2.shutdown.clone();
         tracing::info!("session opened");
-        let end = match upgraded.downcast::<TokioIo<ClientIo>>() {
+        let (end, from_client, to_client) = match upgraded.downcast::<TokioIo<ClientIo>>() {
             Ok(parts) => {
-                session::run(
-                    parts.io.into_inner(),
-                    parts.read_buf,
-                    &route,
-                    &opts,
-                    metrics,
-                    stop,
-                )
-                .await
+                let early = parts.read_buf.len() as u64;
+                let mut io = CountingIo::new(parts.io.into_inner());
+                let end = session::run(&mut io, parts.read_buf, &route, &opts, metrics, stop).await;
+                (end, io.read + early, io.written)
             }
             Err(upgraded) => {
-                session::run(
-                    TokioIo::new(upgraded),
-                    Bytes::new(),
-                    &route,
-                    &opts,
-                    metrics,
-                    stop,
-                )
-                .await
+                let mut io = CountingIo::new(TokioIo::new(upgraded));
+                let end = session::run(&mut io, Bytes::new(), &route, &opts, metrics, stop).await;
+                (end, io.read, io.written)
             }
         };
+        if let Some(v) = &mut viewer {
+            v.set_bytes(from_client, to_client);
+        }
         shared2.metrics.session_end(end);
         tracing::info!(reason = end.as_str(), "session closed");
     });
@@ -206,6 +217,24 @@ fn upgrade(
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
     }
     r
+}
+
+/// The `Origin` rule, where the request's host may also be the one a trusted proxy
+/// received (`X-Forwarded-Host`: the proxy may talk to darts as `127.0.0.1:6080`).
+fn origin_allowed(shared: &Shared, req: &Request<Incoming>, forwarded_host: Option<&str>) -> bool {
+    let allow = &shared.config.allowed_origins;
+    if origin::allowed(req.headers(), allow) {
+        return true;
+    }
+    let Some(host) = forwarded_host.and_then(|h| HeaderValue::from_str(h).ok()) else {
+        return false;
+    };
+    let mut headers = http::HeaderMap::with_capacity(2);
+    headers.insert(header::HOST, host);
+    if let Some(o) = req.headers().get(header::ORIGIN) {
+        headers.insert(header::ORIGIN, o.clone());
+    }
+    origin::allowed(&headers, allow)
 }
 
 type Refusal = (Handshake, StatusCode, &'static str);

@@ -138,6 +138,7 @@ pub(super) async fn login(
     let keys = backoff_keys(call, &user);
     if let Err(e) = check_backoff(app, &keys) {
         tracing::info!(user = %user, client.addr = %call.client, "login refused: back-off");
+        crate::audit::login(&user, call.client, "password", Some("back-off"));
         return Err(e);
     }
     let creds = Credentials {
@@ -155,6 +156,7 @@ pub(super) async fn login(
                 app.backoff.failure(k, Instant::now());
             }
             tracing::info!(user = %user, client.addr = %call.client, "login refused");
+            crate::audit::login(&user, call.client, "password", Some("invalid credentials"));
             return Err(ApiError::InvalidCredentials);
         }
         LoginOutcome::EmailLink { email } => {
@@ -214,6 +216,12 @@ fn open_login(
     let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
     let (cookie, login) = app.logins.open(user, email, lifetime)?;
     tracing::info!(user = %login.user, client.addr = %call.client, mfa, "logged in");
+    let method = match (app.open, mfa) {
+        (true, _) => "none",
+        (false, true) => "password+mfa",
+        (false, false) => "password",
+    };
+    crate::audit::login(&login.user, call.client, method, None);
     let admin = call.config.is_admin(&login.user);
     let mut r = wire::json(
         StatusCode::OK,
@@ -291,6 +299,7 @@ pub(super) async fn login_mfa(
     let keys = backoff_keys(call, &pending.user);
     if let Err(e) = check_backoff(app, &keys) {
         tracing::info!(user = %pending.user, client.addr = %call.client, "second factor refused: back-off");
+        crate::audit::login(&pending.user, call.client, "mfa", Some("back-off"));
         return Err(e);
     }
     let store = app.mfa.as_ref().ok_or(ApiError::Internal)?;
@@ -310,6 +319,7 @@ pub(super) async fn login_mfa(
                 app.backoff.failure(k, Instant::now());
             }
             tracing::info!(user = %pending.user, client.addr = %call.client, reason = %e, "second factor refused");
+            crate::audit::login(&pending.user, call.client, "mfa", Some(&e.to_string()));
             if matches!(e, MfaError::Wrong { .. }) {
                 return Err(e.into());
             }
@@ -412,6 +422,12 @@ pub(super) fn login_link(app: &Inner, call: &Call) -> Response<Body> {
     let email = token.as_deref().and_then(|t| app.logins.take_link(t));
     let Some(email) = email else {
         tracing::info!(client.addr = %call.client, "unknown or expired login link");
+        crate::audit::login(
+            "",
+            call.client,
+            "email_link",
+            Some("unknown or expired link"),
+        );
         return html(
             StatusCode::UNAUTHORIZED,
             &ApiError::LinkInvalid.to_string(),
@@ -427,6 +443,7 @@ pub(super) fn login_link(app: &Inner, call: &Call) -> Response<Body> {
         );
     };
     tracing::info!(user = %login.user, client.addr = %call.client, "logged in by e-mail link");
+    crate::audit::login(&login.user, call.client, "email_link", None);
     // A page on this site moves on to the landing page: a redirect straight from the
     // mail client's navigation would not carry the SameSite=Strict cookie.
     let mut r = html(StatusCode::OK, "You are logged in.", Some("../../"));

@@ -23,7 +23,7 @@ mod sessions;
 pub mod wire;
 
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use darts_proxy::app::{App, AppContext, AppFuture};
@@ -57,7 +57,8 @@ pub struct ApiOptions {
 /// The pages and API, as the gateway's application.
 #[derive(Debug, Clone)]
 pub struct DartsApp {
-    inner: Arc<Inner>,
+    /// Replaced whole when authentication is reloaded; a request keeps the one it began with.
+    inner: Arc<RwLock<Arc<Inner>>>,
 }
 
 #[derive(Debug)]
@@ -68,38 +69,67 @@ struct Inner {
     open: bool,
     /// Without a trailing slash: `""` at the root.
     prefix: String,
-    logins: Logins,
-    backoff: Backoff,
+    // Shared by every `Inner` a reload makes: logins and back-off outlive a reload.
+    logins: Arc<Logins>,
+    backoff: Arc<Backoff>,
     /// Pending second-factor codes; `None` only if the system's random generator failed.
-    mfa: Option<MfaStore>,
+    mfa: Option<Arc<MfaStore>>,
     /// The address darts listens on (`http://127.0.0.1:6080/darts`), the base of mailed
     /// links when `service_url` is not set.
-    listen_base: OnceLock<String>,
+    listen_base: Arc<OnceLock<String>>,
 }
 
 impl DartsApp {
     pub fn new(opts: ApiOptions) -> Self {
         let free = opts.manager.config().login_max_failures;
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(RwLock::new(Arc::new(Inner {
                 manager: opts.manager,
                 login: opts.login,
                 mailer: opts.mailer,
                 open: opts.open,
                 prefix: opts.prefix.trim_end_matches('/').to_owned(),
-                logins: Logins::new(),
-                backoff: Backoff::new(free),
+                logins: Arc::new(Logins::new()),
+                backoff: Arc::new(Backoff::new(free)),
                 mfa: MfaStore::new(MfaLimits::default())
                     .map_err(|e| tracing::error!(error = %e, "no second-factor store"))
-                    .ok(),
-                listen_base: OnceLock::new(),
-            }),
+                    .ok()
+                    .map(Arc::new),
+                listen_base: Arc::new(OnceLock::new()),
+            }))),
         }
+    }
+
+    fn current(&self) -> Arc<Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Tells the application where the gateway listens, once it is bound.
     pub fn set_listen_base(&self, base: String) {
-        let _ = self.inner.listen_base.set(base);
+        let _ = self.current().listen_base.set(base);
+    }
+
+    /// Swaps the authentication (configuration reload). Logins, pending second factors
+    /// and back-off stay; requests under way finish with the previous methods.
+    pub fn set_auth(
+        &self,
+        login: Arc<dyn LoginCheck>,
+        mailer: Option<Arc<dyn Mailer>>,
+        open: bool,
+    ) {
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let old = guard.clone();
+        *guard = Arc::new(Inner {
+            manager: old.manager.clone(),
+            login,
+            mailer,
+            open,
+            prefix: old.prefix.clone(),
+            logins: old.logins.clone(),
+            backoff: old.backoff.clone(),
+            mfa: old.mfa.clone(),
+            listen_base: old.listen_base.clone(),
+        });
     }
 }
 
@@ -109,7 +139,7 @@ impl App for DartsApp {
     }
 
     fn handle(&self, req: Request<Incoming>, ctx: AppContext) -> AppFuture {
-        let inner = self.inner.clone();
+        let inner = self.current();
         Box::pin(async move { inner.handle(req, ctx).await })
     }
 }

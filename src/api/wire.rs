@@ -10,6 +10,8 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use darts_proxy::forwarded::{self, TrustedProxies};
+
 use super::error::ApiError;
 
 /// Largest request body.
@@ -150,45 +152,34 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// The client: the peer, or, when the peer is a trusted reverse proxy, the last address
-/// it appended to `X-Forwarded-For`.
+/// Whether `peer` is one of `service_trusted_proxies` (addresses or networks).
+pub fn is_trusted_proxy(peer: IpAddr, trusted: &[String]) -> bool {
+    TrustedProxies::parse_valid(trusted).contains(peer)
+}
+
+/// The client: the peer, or, when the peer is a trusted reverse proxy, the address its
+/// `X-Forwarded-For` (or `Forwarded`) names; entries the client wrote itself never count
+/// (see `darts_proxy::forwarded`).
 pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[String]) -> IpAddr {
-    if !trusted
-        .iter()
-        .any(|t| t.parse::<IpAddr>().ok() == Some(peer))
-    {
-        return peer;
-    }
-    // Only the entry the proxy itself appended: earlier ones come from the client.
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .and_then(|a| a.trim().parse::<IpAddr>().ok())
-        .unwrap_or(peer)
+    forwarded::resolve(headers, peer, &TrustedProxies::parse_valid(trusted)).addr
 }
 
 /// Whether the request reached darts over TLS: its own listener, or a trusted proxy's
-/// `X-Forwarded-Proto: https`.
+/// `X-Forwarded-Proto: https` (or `Forwarded: proto=https`).
 pub fn is_https(headers: &HeaderMap, tls: bool, from_proxy: bool) -> bool {
-    tls || (from_proxy
-        && headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https")))
+    tls || (from_proxy && forwarded::reported_scheme_and_host(headers).0 == Some(true))
 }
 
 /// `scheme://host[:port]` as the client addressed the server, if the `Host` header
-/// (or a trusted proxy's `X-Forwarded-Host`) is a valid authority.
+/// (or a trusted proxy's `X-Forwarded-Host`/`Forwarded: host=`) is a valid authority.
 pub fn request_origin(headers: &HeaderMap, https: bool, from_proxy: bool) -> Option<String> {
     let forwarded = from_proxy
-        .then(|| headers.get("x-forwarded-host"))
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next());
-    let host = forwarded.or_else(|| headers.get(header::HOST)?.to_str().ok())?;
+        .then(|| forwarded::reported_scheme_and_host(headers).1)
+        .flatten();
+    let host = match forwarded {
+        Some(h) => h,
+        None => headers.get(header::HOST)?.to_str().ok()?.to_owned(),
+    };
     let authority: http::uri::Authority = host.trim().parse().ok()?;
     if authority.as_str().contains('@') {
         return None;

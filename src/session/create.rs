@@ -38,6 +38,19 @@ impl Manager {
         caller: &Caller,
         req: &CreateRequest,
     ) -> Result<Created, SessionError> {
+        let created = self.create_session(caller, req).await;
+        match &created {
+            Ok(c) => crate::audit::session_started(&c.info),
+            Err(e) => crate::audit::session_failed(caller, req, &self.config(), e),
+        }
+        created
+    }
+
+    async fn create_session(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: &CreateRequest,
+    ) -> Result<Created, SessionError> {
         let mut laps = Laps::start();
         let config = self.config();
         let catalogue = Catalogue::load(&config);

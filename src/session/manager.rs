@@ -295,7 +295,9 @@ impl Manager {
         self.store.save(&record)?;
         self.update_routes(&record)?;
         tracing::info!(session = %name, expires = record.expires, "session extended");
-        Ok(info(&live))
+        let extended = info(&live);
+        crate::audit::session_extended(&extended, &caller.user);
+        Ok(extended)
     }
 
     /// Mints a fresh full-control token and, unless the session is one-shot, a fresh
@@ -371,7 +373,9 @@ impl Manager {
         let names: Vec<String> = lock(&self.sessions).keys().cloned().collect();
         let stops = names.iter().map(|n| self.stop(caller, n));
         let done = futures_util::future::join_all(stops).await;
-        Ok(done.iter().filter(|r| r.is_ok()).count())
+        let stopped = done.iter().filter(|r| r.is_ok()).count();
+        crate::audit::admin(caller, "purge", stopped);
+        Ok(stopped)
     }
 
     /// Waits until the named session is gone (tests and one-shot waiting).
@@ -387,6 +391,9 @@ impl Manager {
     pub async fn follow_viewers(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<ViewerEvent>) {
         while let Some(ev) = events.recv().await {
             let live = lock(&self.sessions).get(&*ev.label).cloned();
+            // A viewer cut by its session's end still gets its line (owner unknown by then).
+            let owner = live.as_ref().map(|l| lock(&l.record).user.clone());
+            crate::audit::viewer(&ev, owner.as_deref().unwrap_or(""));
             let Some(live) = live else { continue };
             match ev.change {
                 ViewerChange::Opened => {

@@ -101,4 +101,5 @@ pub(super) async fn finish(mgr: &Manager, live: &Live, reason: &str) {
     lock(&mgr.sessions).remove(&record.name);
     live.ended.cancel();
     tracing::info!(session = %record.name, user = %record.user, reason, "session ended");
+    crate::audit::session_ended(&record, reason);
 }

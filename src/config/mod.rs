@@ -3,14 +3,27 @@
 //! except the directories, which move from `/tmp` and `qemu-web-desktop` to darts' own
 //! state directory (sessions must survive a reboot of the host's `/tmp` cleaner).
 //!
-//! Layering (`config.d/`, command-line overrides, `config show`) belongs to the operators'
-//! side; this module is the typed set of values every other module reads.
+//! Where values come from: `/etc/darts/config.toml` (or `-c FILE`), then `config.d/*.toml`
+//! beside it in name order, then `--key=value` on the command line, later layers winning
+//! key by key ([`layers`]). [`check`] finds every problem with its file, line and key;
+//! [`keys`] is the one table of keys, their documentation and whether a change needs a
+//! restart; [`show`] prints the effective values and their origins; [`import`] converts
+//! the original's `config.pl`.
 
+pub mod check;
+pub mod import;
+pub mod keys;
+pub mod layers;
+pub mod show;
+
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// Errors reading a configuration file.
+pub use layers::{ConfigSource, Loaded, Origin};
+
+/// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}")]
@@ -20,10 +33,14 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// Unknown keys or values of the wrong type, each with its file, line and key.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<check::Problem>),
 }
 
-/// Every option darts understands. Field names are the original's `$config{...}` keys.
-#[derive(Debug, Clone, Deserialize)]
+/// Every option darts understands. Field names are the original's `$config{...}` keys;
+/// [`keys::KEYS`] documents each one. `Debug` hides secrets (`email_passwd`, …).
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     // Directories.
@@ -56,7 +73,15 @@ pub struct Config {
     pub service_max_mem_fraction_nb_per_user: f64,
     pub service_max_gpu_nb_per_user: u32,
     pub service_max_script_length: usize,
+    /// Audit log, one JSON line per event (`src/audit.rs`). Empty: `/var/log/darts/audit.log`
+    /// when writable, else `<dir_service>/audit.log`; `none`: off.
     pub service_logfile: String,
+    /// The original's plain START/STOP/ERROR lines, for scripts that read them (empty: off).
+    pub service_logfile_text: String,
+    /// Size in bytes at which both logs are rotated (0: never).
+    pub service_logfile_max_size: u64,
+    /// Rotated files kept (`audit.log.1` is the newest).
+    pub service_logfile_keep: u32,
 
     // Sessions.
     /// Default cores per session.
@@ -185,6 +210,11 @@ pub struct Config {
     /// login rate limits and the session records.
     #[serde(deserialize_with = "one_or_many_split")]
     pub service_trusted_proxies: Vec<String>,
+    /// Connections from `service_trusted_proxies` may start with a PROXY protocol header
+    /// (v1 or v2) naming the client, as a TCP proxy sends it (nginx `stream` with
+    /// `proxy_protocol on`, HAProxy `send-proxy`).
+    #[serde(deserialize_with = "flexible_bool")]
+    pub service_proxy_protocol: bool,
     /// Serve on a non-loopback address although no authenticator is configured (anyone
     /// may then start sessions under any name).
     #[serde(deserialize_with = "flexible_bool")]
@@ -223,6 +253,9 @@ impl Default for Config {
             service_max_gpu_nb_per_user: 1,
             service_max_script_length: 65535,
             service_logfile: String::new(),
+            service_logfile_text: String::new(),
+            service_logfile_max_size: 10 * 1024 * 1024,
+            service_logfile_keep: 5,
             snapshot_alloc_cpu: 1,
             snapshot_alloc_mem: 4.0,
             snapshot_alloc_disk: 30,
@@ -284,6 +317,7 @@ impl Default for Config {
             layout_terms: String::new(),
             service_url: String::new(),
             service_trusted_proxies: Vec::new(),
+            service_proxy_protocol: false,
             allow_open_access: false,
             login_lifetime: 8 * 3600,
             login_max_failures: 5,
@@ -306,40 +340,16 @@ impl Config {
     }
 
     /// The effective configuration: `file` (or `/etc/darts/config.toml` when it exists and
-    /// no file is named, or the defaults), then `key=value` overrides from the command line.
-    /// An override's value is read as TOML when it parses (`8`, `true`, `[2,4]`), else as a
-    /// string, so `--machine=demo.qcow2` needs no quotes.
+    /// no file is named, or the defaults), then `config.d/*.toml` beside it in name order,
+    /// then `key=value` overrides from the command line. An override's value is read as
+    /// TOML when it parses (`8`, `true`, `[2,4]`), else as a string, so
+    /// `--machine=demo.qcow2` needs no quotes. Unknown keys and wrong types are errors
+    /// naming file, line and key; combinations are checked by [`check::check`].
     pub fn from_layers(
         file: Option<&Path>,
         overrides: &[(String, String)],
     ) -> Result<Self, ConfigError> {
-        let default_file = Path::new(DEFAULT_FILE);
-        let file = file.or_else(|| default_file.exists().then_some(default_file));
-        let (mut table, origin) = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                let table: toml::Table =
-                    text.parse()
-                        .map_err(|e: toml::de::Error| ConfigError::Parse {
-                            path: path.to_owned(),
-                            message: e.to_string(),
-                        })?;
-                (table, path.to_owned())
-            }
-            None => (toml::Table::new(), PathBuf::from("(defaults)")),
-        };
-        for (key, value) in overrides {
-            table.insert(key.clone(), override_value(value));
-        }
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: origin,
-                message: e.to_string(),
-            })
+        Loaded::load(&ConfigSource::new(file, overrides)).map(|l| l.config)
     }
 
     /// Parses TOML text.
@@ -362,11 +372,35 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Every key and its value, as TOML (the shape `config show` prints).
+    pub fn to_table(&self) -> toml::Table {
+        match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(t)) => t,
+            // Only a path that is not UTF-8 can fail; such a value is left out.
+            _ => toml::Table::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Config");
+        for (key, value) in &self.to_table() {
+            match show::redacted(key, value) {
+                Some(hidden) => s.field(key, &format_args!("{hidden}")),
+                None => s.field(key, &format_args!("{value}")),
+            };
+        }
+        s.finish()
+    }
+}
+
 /// Where the service looks for its configuration when none is named.
 pub const DEFAULT_FILE: &str = "/etc/darts/config.toml";
 
-fn override_value(raw: &str) -> toml::Value {
-    // Parse `x = <raw>` so that numbers, booleans and arrays keep their type.
+/// A command-line value as TOML: numbers, booleans and arrays keep their type.
+pub(crate) fn override_value(raw: &str) -> toml::Value {
     format!("x = {raw}")
         .parse::<toml::Table>()
         .ok()
