@@ -258,7 +258,39 @@ fn assert_browser_run(j: &Value, proxy: &WebProxy, svc: &Service) {
     });
     assert_no_proxy_as_client(&log);
     // The proxy saw the browser; darts saw the proxy (127.0.0.2) and believed it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !proxy.access_log().contains("127.0.0.1") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(proxy.access_log().contains("127.0.0.1"), "{}", proxy.logs());
+    // The audit log records the browser's address for the session and its viewer.
+    let audit_path = svc.scratch.0.join("service/audit.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let text = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        if text.contains("\"event\":\"viewer_close") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let viewer_lines: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("\"event\":\"viewer_") || l.contains("\"event\":\"session_start"))
+        .collect();
+    assert!(
+        !viewer_lines.is_empty(),
+        "no viewer event in the audit log:\n{audit}"
+    );
+    for l in &viewer_lines {
+        assert!(
+            l.contains("127.0.0.1"),
+            "viewer event without the browser's address: {l}"
+        );
+    }
+    assert!(
+        !audit.contains("127.0.0.2"),
+        "the proxy's address in the audit log:\n{audit}"
+    );
 }
 
 /// Requests through `proxy` that need no browser: the site's own root is not taken
@@ -422,6 +454,13 @@ async fn the_originals_apache_block_unchanged_with_a_tls_backend() {
         .is_empty()
     });
     assert_no_proxy_as_client(&log);
+    // Apache writes its access log after the response: wait for the line (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !apache.access_log().contains("GET /darts/vnc.html?token=")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         apache.access_log().contains("GET /darts/vnc.html?token="),
         "{}",

@@ -70,7 +70,7 @@ impl Service {
 dir_snapshots = "{root}/snapshots"
 dir_cfg = "{root}/state"
 dir_service = "{root}/service"
-dir_etc = "{root}/etc"
+{logfile}dir_etc = "{root}/etc"
 dir_mounts = []
 dir_novnc = "{novnc}"
 dir_html = "{html}"
@@ -85,6 +85,15 @@ service_max_mem_fraction_nb_per_user = 0
 {extra}
 "#,
                 root = root.display(),
+                // The audit log in the scratch directory unless the test names its own.
+                logfile = if extra.contains("service_logfile =") {
+                    String::new()
+                } else {
+                    format!(
+                        "service_logfile = \"{}/service/audit.log\"\n",
+                        root.display()
+                    )
+                },
                 novnc = crate::qemu::repo_path("web/novnc").display(),
                 html = crate::qemu::repo_path("web/app").display(),
                 port = addr.port(),
