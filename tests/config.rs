@@ -619,8 +619,8 @@ fn the_command_reports_each_error_with_file_line_and_key_and_fails() {
     for expected in [
         format!("error: {m}:10: snapshot_lifetime_max: 60 is shorter than snapshot_lifetime (default) = 345600"),
         format!("error: {m}:11: layout_cpu: empty"),
-        "error: command line: service_max_session_nb_per_user: 3 is more than service_max_session_nb (command line) = 2".to_owned(),
-        "darts: configuration has 3 error(s)".to_owned(),
+        "warning: command line: service_max_session_nb_per_user: 3 is more than service_max_session_nb (command line) = 2".to_owned(),
+        "darts: configuration has 2 error(s) and 1 warning(s)".to_owned(),
     ] {
         assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
     }
