@@ -3,7 +3,7 @@
 #
 #   fuzz/long.sh MINUTES [TARGET...]
 #
-# The corpus grows in fuzz/work/corpus/<target>/ (kept between runs, not committed) on
+# The corpus grows in fuzz/grown/corpus/<target>/ (kept between runs, not committed) on
 # top of the committed seeds in fuzz/corpus/<target>/. Crashes go to
 # fuzz/artifacts/<target>/; the run goes on with the next target and the script exits 1
 # at the end if any target crashed. JOBS=N runs N fuzzing processes per target.
@@ -26,7 +26,7 @@ jobs=${JOBS:-1}
 cargo fuzz build "${flags[@]}"
 failed=()
 for target in "${targets[@]}"; do
-    mkdir -p "work/corpus/$target" "corpus/$target" work/logs
+    mkdir -p "grown/corpus/$target" "corpus/$target" grown/logs
     extra=()
     [[ -f dict/$target.dict ]] && extra+=("-dict=dict/$target.dict")
     if ((jobs > 1)); then
@@ -34,9 +34,9 @@ for target in "${targets[@]}"; do
     fi
     echo "== $target for $minutes min"
     set +e
-    cargo fuzz run "${flags[@]}" "$target" "work/corpus/$target" "corpus/$target" -- \
+    cargo fuzz run "${flags[@]}" "$target" "grown/corpus/$target" "corpus/$target" -- \
         -max_total_time=$((minutes * 60)) -timeout=10 -rss_limit_mb=2048 "${extra[@]}" \
-        2>&1 | tee "work/logs/$target.log" | grep -E '^(#[0-9]+.*(pulse|DONE)|Done|SUMMARY|thread)'
+        2>&1 | tee "grown/logs/$target.log" | grep -E '^(#[0-9]+.*(pulse|DONE)|Done|SUMMARY|thread)'
     status=${PIPESTATUS[0]}
     set -e
     if ((status != 0)); then
@@ -45,6 +45,6 @@ for target in "${targets[@]}"; do
 done
 
 if ((${#failed[@]})); then
-    echo "crashing targets: ${failed[*]} (inputs in fuzz/artifacts/, logs in fuzz/work/logs/)" >&2
+    echo "crashing targets: ${failed[*]} (inputs in fuzz/artifacts/, logs in fuzz/grown/logs/)" >&2
     exit 1
 fi
