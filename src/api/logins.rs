@@ -73,6 +73,41 @@ pub struct Logins {
     pending: Mutex<HashMap<TokenKey, Entry<PendingLogin>>>,
 }
 
+/// Stores `value` under a new random cookie (kept only as its digest) until `lifetime`
+/// ends, making room first when the map is full; returns the cookie.
+fn hold<T>(
+    map: &Mutex<HashMap<TokenKey, Entry<T>>>,
+    cap: usize,
+    value: T,
+    lifetime: Duration,
+) -> Result<String, ApiError> {
+    let cookie = secret::token().map_err(|_| rng_failed())?;
+    let mut map = lock(map);
+    make_room(&mut map, cap);
+    map.insert(
+        TokenKey::of(&cookie),
+        Entry {
+            value,
+            expires: Instant::now() + lifetime,
+        },
+    );
+    Ok(cookie)
+}
+
+/// The value a cookie stands for while it is valid; an expired entry is dropped.
+fn find_valid<T: Clone>(map: &Mutex<HashMap<TokenKey, Entry<T>>>, cookie: &str) -> Option<T> {
+    let key = TokenKey::of(cookie);
+    let mut map = lock(map);
+    match map.get(&key) {
+        Some(e) if e.expires > Instant::now() => Some(e.value.clone()),
+        Some(_) => {
+            map.remove(&key);
+            None
+        }
+        None => None,
+    }
+}
+
 impl Logins {
     pub fn new() -> Self {
         Self::default()
@@ -85,33 +120,15 @@ impl Logins {
         email: Option<String>,
         lifetime: Duration,
     ) -> Result<(String, Login), ApiError> {
-        let cookie = secret::token().map_err(|_| rng_failed())?;
         let csrf = secret::token().map_err(|_| rng_failed())?;
         let login = Login { user, email, csrf };
-        let mut map = lock(&self.open);
-        make_room(&mut map, MAX_LOGINS);
-        map.insert(
-            TokenKey::of(&cookie),
-            Entry {
-                value: login.clone(),
-                expires: Instant::now() + lifetime,
-            },
-        );
+        let cookie = hold(&self.open, MAX_LOGINS, login.clone(), lifetime)?;
         Ok((cookie, login))
     }
 
     /// The login a cookie belongs to, if it is still valid.
     pub fn find(&self, cookie: &str) -> Option<Login> {
-        let key = TokenKey::of(cookie);
-        let mut map = lock(&self.open);
-        match map.get(&key) {
-            Some(e) if e.expires > Instant::now() => Some(e.value.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
+        find_valid(&self.open, cookie)
     }
 
     /// Ends a login.
@@ -127,33 +144,15 @@ impl Logins {
         email: Option<String>,
         lifetime: Duration,
     ) -> Result<(String, PendingLogin), ApiError> {
-        let cookie = secret::token().map_err(|_| rng_failed())?;
         let csrf = secret::token().map_err(|_| rng_failed())?;
         let pending = PendingLogin { user, email, csrf };
-        let mut map = lock(&self.pending);
-        make_room(&mut map, MAX_PENDING);
-        map.insert(
-            TokenKey::of(&cookie),
-            Entry {
-                value: pending.clone(),
-                expires: Instant::now() + lifetime,
-            },
-        );
+        let cookie = hold(&self.pending, MAX_PENDING, pending.clone(), lifetime)?;
         Ok((cookie, pending))
     }
 
     /// The pending login a `darts_mfa` cookie stands for, if still valid.
     pub fn find_pending(&self, cookie: &str) -> Option<PendingLogin> {
-        let key = TokenKey::of(cookie);
-        let mut map = lock(&self.pending);
-        match map.get(&key) {
-            Some(e) if e.expires > Instant::now() => Some(e.value.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
+        find_valid(&self.pending, cookie)
     }
 
     /// Forgets a pending login.
@@ -163,17 +162,7 @@ impl Logins {
 
     /// A one-time link token that will open a login for `email`.
     pub fn new_link(&self, email: String) -> Result<String, ApiError> {
-        let token = secret::token().map_err(|_| rng_failed())?;
-        let mut map = lock(&self.links);
-        make_room(&mut map, MAX_LINKS);
-        map.insert(
-            TokenKey::of(&token),
-            Entry {
-                value: email,
-                expires: Instant::now() + LINK_LIFETIME,
-            },
-        );
-        Ok(token)
+        hold(&self.links, MAX_LINKS, email, LINK_LIFETIME)
     }
 
     /// Consumes a link token; the address it was mailed to, if still valid.
