@@ -61,8 +61,9 @@ pub struct LinkBase {
 }
 
 impl LinkBase {
-    /// The original's connection link: noVNC resolves `path=?token=T` against the page,
-    /// so the websocket goes to `…/vnc.html?token=T`, which the gateway routes.
+    /// The original's connection link. noVNC 1.3 (the bundled one) opens its websocket
+    /// at the site root, `/?token=T`; newer noVNC resolves the path against the page,
+    /// `…/vnc.html?token=T`. The gateway routes an upgrade with a token on any path.
     pub fn connect_url(&self, token: &str) -> String {
         format!(
             "{}/vnc.html?resize={}&autoconnect=true&path=?token={token}",
