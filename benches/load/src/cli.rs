@@ -36,6 +36,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         secrets: PathBuf,
     },
+    /// Soak: real sessions through `darts serve` for a given time, with faults (a killed
+    /// QEMU, a restarted gateway); reports memory, open files, errors and lost sessions.
+    Soak(Box<crate::soak::SoakArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +182,8 @@ mod tests {
         assert_eq!(cli.run.security, [Security::X509]);
         let cli = Cli::try_parse_from(["darts-load", "backend", "--secrets", "/tmp/x"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Backend { .. })));
+        let cli = Cli::try_parse_from(["darts-load", "soak", "--duration", "90s"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Soak(_))));
         assert!(seconds("x", -1.0).is_err());
     }
 }

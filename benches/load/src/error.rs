@@ -19,6 +19,9 @@ pub enum LoadError {
     Backend(String),
     #[error("websocket handshake: {0}")]
     Handshake(String),
+    /// The server answered the upgrade with this status instead of 101.
+    #[error("websocket refused with HTTP {0}")]
+    Refused(u16),
     #[error("websocket frame from the server: {0}")]
     Frame(&'static str),
     #[error("the gateway closed the session")]

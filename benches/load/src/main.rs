@@ -5,6 +5,9 @@
 //! Three kinds of process take part, so each one's CPU and memory stay apart: this one
 //! (the client, on a current-thread runtime), the backend (`darts-load backend`, started
 //! by this one), and the gateway under test, started and stopped for every scenario.
+//!
+//! `darts-load soak` (`soak/`) is the long run: real sessions through `darts serve`, with
+//! faults injected.
 
 mod backend;
 mod cli;
@@ -15,6 +18,7 @@ mod report;
 mod rfb;
 mod scenario;
 mod security;
+mod soak;
 mod sys;
 mod tls;
 mod ws;
@@ -38,6 +42,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Backend { lifetime, secrets }) => run_backend(lifetime, &secrets),
+        Some(Command::Soak(args)) => soak::main(&args),
         None => run_load(&cli.run),
     };
     match result {

@@ -217,6 +217,14 @@ impl Browser {
             .map_err(rfb_err)?
             .map(|(_, len)| self.input.len() - len))
     }
+
+    /// Once `feed` returned `Some`: the ServerInit and the backend bytes after it.
+    pub fn finish(mut self) -> Result<(ServerInit, Vec<u8>)> {
+        let (init, len) = server_init::parse(&self.input)
+            .map_err(rfb_err)?
+            .ok_or_else(|| rfb_err("no ServerInit yet"))?;
+        Ok((init, self.input.split_off(len)))
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +248,9 @@ mod tests {
         assert_eq!(b.feed(&init[..half], &mut out).unwrap(), None);
         init.extend_from_slice(b"more");
         assert_eq!(b.feed(&init[half..], &mut out).unwrap(), Some(4));
+        let (init, rest) = b.finish().unwrap();
+        assert_eq!((init.width, init.name.as_str()), (1024, "darts-load"));
+        assert_eq!(rest, b"more");
     }
 
     #[test]

@@ -19,6 +19,8 @@ const MAX_HEAD: usize = 16 * 1024;
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xa;
 
 /// The upgrade request noVNC would send (less cookies and origin).
 pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
@@ -58,11 +60,15 @@ where
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = find_head_end(&buf) {
             let status = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-            if !status.starts_with(b"HTTP/1.1 101") {
-                return Err(LoadError::Handshake(format!(
-                    "expected 101, got {:?}",
-                    String::from_utf8_lossy(status)
-                )));
+            match status_code(status) {
+                Some(101) => {}
+                Some(code) => return Err(LoadError::Refused(code)),
+                None => {
+                    return Err(LoadError::Handshake(format!(
+                        "unreadable status line {:?}",
+                        String::from_utf8_lossy(status)
+                    )))
+                }
             }
             return Ok(buf.split_off(end));
         }
@@ -70,6 +76,13 @@ where
             return Err(LoadError::Handshake("response head too long".into()));
         }
     }
+}
+
+/// The code of an `HTTP/1.x NNN reason` status line.
+fn status_code(line: &[u8]) -> Option<u16> {
+    let rest = line.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
@@ -245,6 +258,14 @@ mod tests {
                 .collect();
             assert_eq!(unmasked, payload);
         }
+    }
+
+    #[test]
+    fn status_codes_are_read() {
+        assert_eq!(status_code(b"HTTP/1.1 101 Switching Protocols"), Some(101));
+        assert_eq!(status_code(b"HTTP/1.1 404 Not Found"), Some(404));
+        assert_eq!(status_code(b"HTTP/1.0 503"), Some(503));
+        assert_eq!(status_code(b"SSH-2.0"), None);
     }
 
     #[test]
