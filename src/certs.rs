@@ -29,6 +29,8 @@ pub enum CertsError {
     Generate(#[from] rcgen::Error),
     #[error("{0} already exists; use --force to replace it")]
     Exists(PathBuf),
+    #[error("{0}: not a readable PEM certificate: {1}")]
+    Parse(PathBuf, String),
 }
 
 /// What to put in the certificates.
@@ -132,6 +134,29 @@ pub fn init(req: &Request) -> Result<Vec<PathBuf>, CertsError> {
     Ok(written)
 }
 
+/// Whether the PEM certificate at `path` lists `ip` among its subjectAltName IP
+/// addresses, which is what a TLS client connecting to `ip` checks.
+pub fn issued_for_ip(path: &Path, ip: std::net::IpAddr) -> Result<bool, CertsError> {
+    use x509_parser::extensions::GeneralName;
+    let bytes = fs::read(path).map_err(|e| CertsError::Io(path.to_owned(), e))?;
+    let parse = |e: String| CertsError::Parse(path.to_owned(), e);
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes).map_err(|e| parse(e.to_string()))?;
+    let cert = pem.parse_x509().map_err(|e| parse(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| parse(e.to_string()))?;
+    let octets = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    Ok(san.is_some_and(|san| {
+        san.value
+            .general_names
+            .iter()
+            .any(|n| matches!(n, GeneralName::IPAddress(a) if *a == octets.as_slice()))
+    }))
+}
+
 fn validity(days: i64) -> (OffsetDateTime, OffsetDateTime) {
     // Backdated a little so that a clock slightly behind does not reject a new certificate.
     let now = OffsetDateTime::now_utc();
@@ -160,4 +185,42 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<PathBuf, CertsError> {
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(err)?;
     fs::rename(&tmp, path).map_err(err)?;
     Ok(path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(dir: &Path, server_names: &[&str]) -> Request {
+        Request {
+            dir: dir.to_owned(),
+            server_names: server_names.iter().map(|s| (*s).to_owned()).collect(),
+            client_name: "darts".into(),
+            days: 1,
+            crl: false,
+            force: true,
+        }
+    }
+
+    #[test]
+    fn the_server_certificate_names_the_addresses_it_was_made_for() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&request(dir.path(), &["localhost", "127.0.0.1"])).unwrap();
+        let cert = dir.path().join("server/server-cert.pem");
+        assert!(issued_for_ip(&cert, [127, 0, 0, 1].into()).unwrap());
+        assert!(!issued_for_ip(&cert, [10, 0, 0, 5].into()).unwrap());
+        assert!(!issued_for_ip(&cert, "::1".parse().unwrap()).unwrap());
+        init(&request(dir.path(), &["10.0.0.5", "::1"])).unwrap();
+        assert!(issued_for_ip(&cert, [10, 0, 0, 5].into()).unwrap());
+        assert!(issued_for_ip(&cert, "::1".parse().unwrap()).unwrap());
+        assert!(!issued_for_ip(&cert, [127, 0, 0, 1].into()).unwrap());
+        // The client certificate names no address.
+        let client = dir.path().join("client/client-cert.pem");
+        assert!(!issued_for_ip(&client, [10, 0, 0, 5].into()).unwrap());
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert!(matches!(
+            issued_for_ip(&cert, [10, 0, 0, 5].into()),
+            Err(CertsError::Parse(..))
+        ));
+    }
 }

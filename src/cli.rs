@@ -134,14 +134,26 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DIR")]
     pub web: Option<PathBuf>,
 
-    /// websockify token plugin: TokenFile or ReadOnlyTokenFile (both re-read changed files).
+    /// websockify token plugin: TokenFile or ReadOnlyTokenFile (both re-read changed files),
+    /// or TokenRedis (a Redis shared with other gateways).
     #[arg(long, value_name = "CLASS", requires = "token_source")]
     pub token_plugin: Option<String>,
 
     /// Token file, or directory of token files, with lines "token: host:port" or
-    /// "token: unix_socket:/path".
+    /// "token: unix_socket:/path". With TokenRedis: host[:port[:db[:password[:namespace]]]]
+    /// or a redis://, rediss://, redis+unix:// URL.
     #[arg(long, value_name = "FILE_OR_DIR")]
     pub token_source: Option<PathBuf>,
+
+    /// With TokenRedis: file with the secret darts gateways share (darts serve's
+    /// token_redis_key), to use the VNC passwords of darts' entries.
+    #[arg(long, value_name = "FILE", requires = "token_source")]
+    pub token_redis_key: Option<PathBuf>,
+
+    /// With TokenRedis: the client/ directory of darts certs init, whose certificate
+    /// answers entries that use VNC over TLS (x509).
+    #[arg(long, value_name = "DIR", requires = "token_source")]
+    pub token_redis_x509_dir: Option<PathBuf>,
 
     /// Deprecated websockify alias of --token-plugin TokenFile --token-source FILE.
     #[arg(long, value_name = "FILE", conflicts_with = "token_source")]
@@ -183,6 +195,11 @@ pub struct ProxyArgs {
     /// Most client connections held at once; more get HTTP 503.
     #[arg(long, value_name = "N", default_value_t = darts_proxy::config::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+
+    /// Most connections one client address (IPv6: one /64) may hold; more are closed at
+    /// once (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = darts_proxy::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
 
     /// Seconds a client has for TLS and the HTTP request.
     #[arg(long, value_name = "S", default_value_t = 10.0)]

@@ -194,6 +194,8 @@ pub enum ControlError {
     Io(#[from] std::io::Error),
     #[error("unreadable answer from the service: {0}")]
     Answer(String),
+    #[error("the service closed the connection before answering (stopped or restarted?); `darts status` shows what is running")]
+    Hungup,
     #[error("{message} ({code})")]
     Refused { code: String, message: String },
 }
@@ -208,7 +210,15 @@ pub async fn call(path: &Path, req: &Request) -> Result<Value, ControlError> {
     line.push(b'\n');
     w.write_all(&line).await?;
     let mut answer = String::new();
-    BufReader::new(r).read_line(&mut answer).await?;
+    let read = BufReader::new(r).read_line(&mut answer).await;
+    match read {
+        Ok(0) => return Err(ControlError::Hungup),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            return Err(ControlError::Hungup)
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
     let v: Value =
         serde_json::from_str(&answer).map_err(|e| ControlError::Answer(e.to_string()))?;
     if v["ok"] == Value::Bool(true) {

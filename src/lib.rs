@@ -18,6 +18,7 @@ pub mod gpu;
 pub mod host;
 pub mod limits;
 pub mod mail;
+pub mod nodes;
 pub mod proxy_cmd;
 pub mod qmp;
 pub mod reload;

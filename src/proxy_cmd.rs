@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use darts_proxy::tls::CertPaths;
+use darts_proxy::token::redis::{self, RedisSource, RegistryConfig, SealKey};
 use darts_proxy::{Gateway, GatewayConfig, Target, TokenFileSource, TokenMap};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ProxyArgs;
 use crate::signals;
 
-const TOKEN_PLUGINS: [&str; 2] = ["TokenFile", "ReadOnlyTokenFile"];
+const TOKEN_PLUGINS: [&str; 3] = ["TokenFile", "ReadOnlyTokenFile", "TokenRedis"];
 
 /// Builds the gateway configuration and token map from the command line.
 pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> {
@@ -27,6 +28,7 @@ pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> 
     config.host_token = args.host_token;
     config.allowed_origins = args.allowed_origins.clone();
     config.max_connections = args.max_connections;
+    config.max_connections_per_ip = args.max_connections_per_ip;
     config.handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
     config.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
     config.grace_period = seconds("--grace-period", args.grace_period)?;
@@ -62,11 +64,19 @@ pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> 
             if !TOKEN_PLUGINS.contains(&short) {
                 bail!("token plugin {plugin:?} is not supported; use one of {TOKEN_PLUGINS:?}");
             }
-            Some(src.clone())
+            if short == "TokenRedis" {
+                tokens = tokens.with_registry(token_redis(args, src)?)?;
+                None
+            } else {
+                Some(src.clone())
+            }
         }
         _ => None,
     };
     if let Some(path) = source {
+        if args.token_redis_key.is_some() || args.token_redis_x509_dir.is_some() {
+            bail!("--token-redis-key and --token-redis-x509-dir go with --token-plugin TokenRedis");
+        }
         tokens = tokens.with_file_source(TokenFileSource::open(&path)?);
     }
     if config.default_target.is_none()
@@ -95,6 +105,24 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         tracing::warn!("some sessions were still open when the grace period ended");
     }
     Ok(())
+}
+
+/// `--token-plugin TokenRedis --token-source SRC`: the shared registry's settings.
+fn token_redis(args: &ProxyArgs, src: &std::path::Path) -> anyhow::Result<RegistryConfig> {
+    let text = src
+        .to_str()
+        .context("--token-source for TokenRedis is not UTF-8")?;
+    let source = RedisSource::parse(text).context("--token-source")?;
+    tracing::info!(registry = %source, "shared token registry");
+    let mut config = RegistryConfig::new(source);
+    if let Some(key) = &args.token_redis_key {
+        config.seal = Some(SealKey::from_file(key).context("--token-redis-key")?);
+    }
+    if let Some(dir) = &args.token_redis_x509_dir {
+        config.x509_client =
+            Some(redis::x509_client_from_dir(dir).context("--token-redis-x509-dir")?);
+    }
+    Ok(config)
 }
 
 fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {

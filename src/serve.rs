@@ -63,7 +63,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(path) = &audit.options().json {
         tracing::info!(file = %path.display(), "audit log");
     }
-    let tokens = Arc::new(TokenMap::new());
+    let tokens = Arc::new(token_map(&config)?);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut gw = GatewayConfig::new(listen);
     gw.web_prefix = web_prefix(&config.service_reverse_proxy);
@@ -72,6 +72,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     gw.trusted_proxies = TrustedProxies::parse(&config.service_trusted_proxies)
         .context("service_trusted_proxies")?;
     gw.proxy_protocol = config.service_proxy_protocol;
+    gw.max_connections_per_ip = config.service_max_connections_per_ip;
     if gw.proxy_protocol && gw.trusted_proxies.is_empty() {
         tracing::warn!("service_proxy_protocol is on but service_trusted_proxies is empty: no PROXY header will be read");
     }
@@ -94,6 +95,8 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     let manager = Manager::start(config.clone(), tokens.clone())
         .await
         .context("starting the session manager")?;
+    let stop = CancellationToken::new();
+    manager.set_service_stop(stop.clone());
     tokio::spawn(manager.clone().follow_viewers(events_rx));
 
     if !config.dir_html.is_dir() {
@@ -137,7 +140,6 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         listen: addr.to_string(),
     });
 
-    let stop = CancellationToken::new();
     let handle = gateway.handle();
     match source {
         Some((source, baseline)) => {
@@ -222,6 +224,40 @@ pub fn web_auth(config: &Config, listen: SocketAddr) -> anyhow::Result<WebAuth> 
         mailer,
         open,
     })
+}
+
+/// The routing map; shared through Redis when `token_redis` is set (read once: a new
+/// value needs a restart).
+fn token_map(config: &Config) -> anyhow::Result<TokenMap> {
+    use darts_proxy::token::redis::{self, RedisSource, RegistryConfig, SealKey};
+    let tokens = TokenMap::new();
+    if config.token_redis.trim().is_empty() {
+        return Ok(tokens);
+    }
+    let source = RedisSource::parse(&config.token_redis).context("token_redis")?;
+    tracing::info!(registry = %source, "shared token registry");
+    let mut registry = RegistryConfig::new(source);
+    if config.token_redis_key.is_empty() {
+        anyhow::bail!(
+            "token_redis needs token_redis_key (a file with the secret the gateways share)"
+        );
+    }
+    registry.seal = Some(
+        SealKey::from_file(std::path::Path::new(&config.token_redis_key))
+            .context("token_redis_key")?,
+    );
+    registry.resync_every = std::time::Duration::from_secs(config.token_redis_resync.max(1));
+    // x509 routes other gateways publish are answered with this node's client certificate.
+    let client = config.qemu_vnc_x509_dir.join("client");
+    if client.join("client-cert.pem").is_file() {
+        match redis::x509_client_from_dir(&client) {
+            Ok(tls) => registry.x509_client = Some(tls),
+            Err(e) => {
+                tracing::warn!(dir = %client.display(), error = %e, "VNC client certificate unusable for registry routes")
+            }
+        }
+    }
+    Ok(tokens.with_registry(registry)?)
 }
 
 /// `service_reverse_proxy` as a path prefix: `/darts` stays, `""` and `":port"` (the

@@ -110,7 +110,7 @@ fn clear_errors_for_unusable_command_lines() {
     let (ok, err) = run(&[
         "proxy",
         "--token-plugin",
-        "TokenRedis",
+        "JWTTokenApi",
         "--token-source",
         "/tmp",
         "127.0.0.1:0",

@@ -1,5 +1,5 @@
 #!/bin/bash
-# tests/setup.sh [all | qemu guest browser fuzz ...]
+# tests/setup.sh [all | qemu guest browser fuzz redis ...]
 #
 # Installs what darts' tests and demo need on a Debian 12 (bookworm) machine, as root.
 # Idempotent: every step checks first and does nothing when its work is already done.
@@ -22,6 +22,9 @@
 #   proxies  apache2 nginx libnginx-mod-stream, for tests/reverse_proxy.rs (both started by the
 #            tests in the foreground on loopback with their own configuration; the packages'
 #            own daemons are not used)
+#   redis    redis-server (with redis-cli), for tests/redis_registry.rs (started by the tests on
+#            loopback in a scratch directory, without persistence; the package's own daemon is
+#            not used)
 #
 # Prints how long each step took.
 set -euo pipefail
@@ -101,6 +104,7 @@ BROWSER_PKGS=(chromium fonts-liberation novnc websockify)
 MAIL_PKGS=(python3-aiosmtpd)
 AUTH_PKGS=(dovecot-imapd slapd ldap-utils libpam0g-dev)
 PROXY_PKGS=(apache2 nginx libnginx-mod-stream)
+REDIS_PKGS=(redis-server)
 
 install_guest_tools() {
   if installed "${GUEST_PKGS[@]}"; then echo "guest tools already installed"; return; fi
@@ -135,6 +139,11 @@ install_auth_servers() {
 install_proxies() {
   if installed "${PROXY_PKGS[@]}"; then echo "apache2, nginx already installed"; return; fi
   apt_install "${PROXY_PKGS[@]}"
+}
+
+install_redis() {
+  if installed "${REDIS_PKGS[@]}"; then echo "redis-server already installed"; return; fi
+  apt_install "${REDIS_PKGS[@]}"
 }
 
 npm_ci() {
@@ -201,6 +210,7 @@ want deb && step "cargo-deb, systemd-analyze" install_deb_tools
 want mail && step "apt: python3-aiosmtpd" install_mail
 want auth && step "apt: dovecot, slapd, pam" install_auth_servers
 want proxies && step "apt: apache2, nginx" install_proxies
+want redis && step "apt: redis-server" install_redis
 want guest && step "build test guest" build_guest
 want guest && step "build demo machine" build_demo_guest
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use darts::qmp::Qmp;
-use darts::vm::{accel, disk, exec, Accel, LaunchSpec, VmError, VncAuth};
+use darts::vm::{accel, disk, exec, Accel, LaunchSpec, VmError, VncAuth, VncEndpoint};
 use serde_json::Value;
 use support::Scratch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -278,7 +278,7 @@ async fn spec(dir: &Path, name: &str, disk: PathBuf, disk_format: &str) -> Launc
         gpu: None,
         mounts: Vec::new(),
         extra_args: Vec::new(),
-        vnc_socket: dir.join("vnc.sock"),
+        vnc: VncEndpoint::Unix(dir.join("vnc.sock")),
         vnc_auth: VncAuth::Password,
         qmp_socket: dir.join("qmp.sock"),
         pidfile: dir.join("qemu.pid"),
@@ -341,6 +341,14 @@ async fn wait_gone(pid: u32, within: Duration) -> bool {
     #[allow(deprecated)]
     let fd = tokio::io::unix::AsyncFd::new(fd).unwrap();
     tokio::time::timeout(within, fd.readable()).await.is_ok()
+}
+
+/// The unix socket `spec` puts QEMU's VNC server on.
+fn vnc_socket(spec: &LaunchSpec) -> &Path {
+    match &spec.vnc {
+        VncEndpoint::Unix(path) => path,
+        VncEndpoint::Tcp(addr) => panic!("VNC on TCP {addr}, not a unix socket"),
+    }
 }
 
 async fn rfb_greeting(socket: &Path) -> (tokio::net::UnixStream, Vec<u8>) {
@@ -445,7 +453,7 @@ async fn a_launched_vm_daemonizes_and_answers_on_qmp_and_vnc() {
         .unwrap_or_else(|| panic!("overlay not attached: {blocks}"));
     assert_eq!(disk["inserted"]["drv"], "qcow2");
 
-    let (_vnc, version) = rfb_greeting(&spec.vnc_socket).await;
+    let (_vnc, version) = rfb_greeting(vnc_socket(&spec)).await;
     assert_eq!(version, b"RFB 003.008\n");
     let vnc = qmp.query_vnc().await.unwrap();
     assert_eq!(vnc["auth"], "vnc", "{vnc}");
@@ -499,7 +507,7 @@ async fn x509_vnc_offers_vencrypt() {
         name: name.clone(),
     };
 
-    let (mut vnc, version) = rfb_greeting(&spec.vnc_socket).await;
+    let (mut vnc, version) = rfb_greeting(vnc_socket(&spec)).await;
     assert_eq!(version, b"RFB 003.008\n");
     vnc.write_all(b"RFB 003.008\n").await.unwrap();
     let n = vnc.read_u8().await.unwrap();

@@ -18,6 +18,12 @@ pub const DEFAULT_MAX_FRAME: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 /// Client connections held at once (each session holds two descriptors).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 9_900;
+/// Client connections one address (an IPv6 /64) may hold at once: a browser opens a few
+/// for the pages and one per viewer, a NAT of a lab many more, a flood thousands.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// How long a browser has to finish a websocket frame it started: real browsers send a
+/// frame in one write; a client dribbling bytes holds a slot without being idle.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the browser's close frame after ours.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
@@ -52,6 +58,13 @@ pub struct GatewayConfig {
     pub max_frame: u64,
     pub max_message: u64,
     pub max_connections: usize,
+    /// Client connections one address may hold (0: no limit); more are closed at once.
+    /// The address is the TCP peer's, or the one a trusted proxy's PROXY header names;
+    /// connections of trusted proxies themselves are not counted. IPv6 counts per /64.
+    pub max_connections_per_ip: usize,
+    /// A websocket frame from the browser must be complete this long after it started
+    /// arriving, or the session is closed with 1008 (`None`: no limit).
+    pub frame_timeout: Option<Duration>,
     /// Serve `/metrics` and `/healthz`.
     pub expose_metrics: bool,
     /// Check that a target speaks RFB before relaying (routes without terminated
@@ -91,6 +104,8 @@ impl GatewayConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_message: DEFAULT_MAX_MESSAGE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             expose_metrics: true,
             rfb_check: true,
             viewer_events: None,

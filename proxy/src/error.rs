@@ -75,6 +75,8 @@ pub enum SessionEnd {
     IdleTimeout,
     /// The browser stopped answering heartbeat pings.
     HeartbeatTimeout,
+    /// The browser left a frame unfinished past the frame timeout.
+    FrameTimeout,
     /// The gateway is shutting down.
     Shutdown,
     /// Removed by the control plane (token revoked, session stopped).
@@ -93,12 +95,13 @@ impl SessionEnd {
             Self::TargetRefused => "target_refused",
             Self::IdleTimeout => "idle_timeout",
             Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::FrameTimeout => "frame_timeout",
             Self::Shutdown => "shutdown",
             Self::Revoked => "revoked",
         }
     }
 
-    pub const ALL: [SessionEnd; 10] = [
+    pub const ALL: [SessionEnd; 11] = [
         Self::Closed,
         Self::ClientProtocol,
         Self::ClientIo,
@@ -107,6 +110,7 @@ impl SessionEnd {
         Self::TargetRefused,
         Self::IdleTimeout,
         Self::HeartbeatTimeout,
+        Self::FrameTimeout,
         Self::Shutdown,
         Self::Revoked,
     ];

@@ -1,7 +1,7 @@
 //! The listener: accept, detect TLS, serve HTTP with hyper, and hand upgraded
 //! connections to sessions. Also the handle the rest of darts uses to steer it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use crate::config::GatewayConfig;
 use crate::error::ProxyError;
 use crate::http_service;
 use crate::metrics::{ErrorKind, Metrics};
+use crate::per_address::{AddressLimits, AddressSlot};
 use crate::proxy_protocol;
 use crate::static_files::StaticFiles;
 use crate::tls::{TlsState, WATCH_INTERVAL};
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
     pub next_session: AtomicU64,
+    /// `max_connections_per_ip`; `None` without a limit.
+    pub per_address: Option<Arc<AddressLimits>>,
 }
 
 /// Counts a client connection from accept until its socket is closed, whether it ends
@@ -48,6 +51,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct ConnGuard {
     _permit: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
     metrics: Arc<Metrics>,
 }
 
@@ -111,6 +115,7 @@ impl Gateway {
                     source,
                 })?;
         let admission = Arc::new(Semaphore::new(config.max_connections));
+        let per_address = AddressLimits::new(config.max_connections_per_ip);
         let shared = Arc::new(Shared {
             config,
             tokens,
@@ -120,6 +125,7 @@ impl Gateway {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             next_session: AtomicU64::new(1),
+            per_address,
         });
         Ok(Self {
             shared,
@@ -155,11 +161,18 @@ impl Gateway {
             match accepted {
                 Ok((stream, peer)) => {
                     accept_backoff = Duration::from_millis(5);
+                    // Over its address's share: closed here, before any task or buffer.
+                    let Ok(slot) = address_slot(&shared, peer.ip()) else {
+                        drop(stream);
+                        continue;
+                    };
                     let permit = self.admission.clone().try_acquire_owned().ok();
                     let shared = shared.clone();
                     shared.tasks.clone().spawn(async move {
                         match permit {
-                            Some(permit) => serve_connection(shared, stream, peer, permit).await,
+                            Some(permit) => {
+                                serve_connection(shared, stream, peer, permit, slot).await
+                            }
                             None => refuse_overloaded(&shared, stream).await,
                         }
                     });
@@ -228,30 +241,58 @@ async fn refuse_overloaded(shared: &Shared, mut stream: TcpStream) {
     .await;
 }
 
+/// Its address holds `max_connections_per_ip` connections already.
+#[derive(Debug)]
+struct AddressFull;
+
+/// The slot a connection from `ip` takes under `max_connections_per_ip`. Trusted proxies
+/// take none: the clients their PROXY headers name are counted instead.
+fn address_slot(shared: &Shared, ip: IpAddr) -> Result<Option<AddressSlot>, AddressFull> {
+    let Some(limits) = &shared.per_address else {
+        return Ok(None);
+    };
+    if shared.config.trusted_proxies.contains(ip) {
+        return Ok(None);
+    }
+    match limits.acquire(ip) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            shared.metrics.connection_refused_per_address();
+            Err(AddressFull)
+        }
+    }
+}
+
 async fn serve_connection(
     shared: Arc<Shared>,
     mut stream: TcpStream,
-    peer: SocketAddr,
+    tcp_peer: SocketAddr,
     permit: OwnedSemaphorePermit,
+    slot: Option<AddressSlot>,
 ) {
     let _ = stream.set_nodelay(true);
     let timeout = shared.config.handshake_timeout;
     let accepted = async {
-        let peer = proxy_header(&shared, &mut stream, peer).await?;
-        Some((detect_and_wrap(&shared, stream, peer).await?, peer))
+        let peer = proxy_header(&shared, &mut stream, tcp_peer).await?;
+        let slot = match slot {
+            None if peer != tcp_peer => address_slot(&shared, peer.ip()).ok()?,
+            slot => slot,
+        };
+        Some((detect_and_wrap(&shared, stream, peer).await?, peer, slot))
     };
-    let (io, peer) = match tokio::time::timeout(timeout, accepted).await {
+    let (io, peer, slot) = match tokio::time::timeout(timeout, accepted).await {
         Ok(Some(accepted)) => accepted,
         Ok(None) => return,
         Err(_) => {
             shared.metrics.error(ErrorKind::HandshakeTimeout);
-            tracing::debug!(client.addr = %peer, "handshake timed out");
+            tracing::debug!(client.addr = %tcp_peer, "handshake timed out");
             return;
         }
     };
     shared.metrics.connection_opened(io.is_tls());
     let guard = ConnGuard {
         _permit: permit,
+        _address: slot,
         metrics: shared.metrics.clone(),
     };
     let tls = io.is_tls();

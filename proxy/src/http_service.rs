@@ -30,7 +30,7 @@ pub(crate) async fn handle(
     guard: Arc<Mutex<Option<ConnGuard>>>,
 ) -> Response<Body> {
     if handshake::is_upgrade_request(req.headers()) {
-        return upgrade(&shared, req, peer, guard);
+        return upgrade(&shared, req, peer, guard).await;
     }
     shared.metrics.http_request();
     if let Some(app) = &shared.config.app {
@@ -100,7 +100,7 @@ fn refuse(
     r
 }
 
-fn upgrade(
+async fn upgrade(
     shared: &Arc<Shared>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
@@ -135,7 +135,8 @@ fn upgrade(
             client.addr,
         );
     }
-    let route = match find_route(shared, &req) {
+    let token = token_of(shared, &req);
+    let route = match find_route(shared, token).await {
         Ok(r) => r,
         Err((kind, status, reason)) => return refuse(shared, kind, status, reason, client.addr),
     };
@@ -182,6 +183,7 @@ fn upgrade(
                 connect: cfg.connect_timeout,
                 idle: cfg.idle_timeout,
                 heartbeat: cfg.heartbeat,
+                frame: cfg.frame_timeout,
             },
             rfb_check: cfg.rfb_check,
         };
@@ -239,23 +241,38 @@ fn origin_allowed(shared: &Shared, req: &Request<Incoming>, forwarded_host: Opti
 
 type Refusal = (Handshake, StatusCode, &'static str);
 
-/// The route for an upgrade: the token's, or the single default target.
-fn find_route(shared: &Shared, req: &Request<Incoming>) -> Result<Route, Refusal> {
-    let token = if shared.config.host_token {
+/// The token of an upgrade request: `?token=`, or the `Host` header with `host_token`.
+fn token_of(shared: &Shared, req: &Request<Incoming>) -> Option<String> {
+    if shared.config.host_token {
         req.headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
     } else {
         url::token_from_query(req.uri().query())
-    };
+    }
+}
+
+/// The route for an upgrade: the token's, or the single default target. Only a token
+/// this gateway does not know may wait on the shared registry, within its bounds.
+async fn find_route(shared: &Shared, token: Option<String>) -> Result<Route, Refusal> {
     match token {
-        Some(token) => match shared.tokens.lookup(&token) {
+        Some(token) => match shared.tokens.lookup_shared(&token).await {
             Lookup::Found(route) => Ok(route),
             Lookup::Expired => Err((
                 Handshake::ExpiredToken,
                 StatusCode::NOT_FOUND,
                 "token expired\n",
+            )),
+            Lookup::Unavailable => Err((
+                Handshake::RegistryUnavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token registry unavailable, try again later\n",
+            )),
+            Lookup::Busy => Err((
+                Handshake::Overloaded,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token registry busy, try again\n",
             )),
             Lookup::Unknown => match &shared.config.default_target {
                 Some(t) if shared.tokens.is_empty() && !shared.config.host_token => {

@@ -17,6 +17,7 @@ pub mod gateway;
 mod http_service;
 pub mod metrics;
 pub mod origin;
+mod per_address;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod rfb;

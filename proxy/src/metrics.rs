@@ -16,10 +16,12 @@ pub enum Handshake {
     OriginRefused,
     BadRequest,
     Overloaded,
+    /// The token was not known here and the shared token registry did not answer.
+    RegistryUnavailable,
 }
 
 impl Handshake {
-    const ALL: [Handshake; 7] = [
+    const ALL: [Handshake; 8] = [
         Self::Accepted,
         Self::UnknownToken,
         Self::ExpiredToken,
@@ -27,6 +29,7 @@ impl Handshake {
         Self::OriginRefused,
         Self::BadRequest,
         Self::Overloaded,
+        Self::RegistryUnavailable,
     ];
 
     fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Handshake {
             Self::OriginRefused => "origin_refused",
             Self::BadRequest => "bad_request",
             Self::Overloaded => "overloaded",
+            Self::RegistryUnavailable => "registry_unavailable",
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
     tls_connections_total: AtomicU64,
+    refused_per_address: AtomicU64,
     sessions_open: AtomicI64,
     bytes_to_client: AtomicU64,
     bytes_to_target: AtomicU64,
@@ -96,6 +101,11 @@ impl Metrics {
         if tls {
             self.tls_connections_total.fetch_add(1, Relaxed);
         }
+    }
+
+    /// A connection closed at accept: its address holds `max_connections_per_ip`.
+    pub fn connection_refused_per_address(&self) {
+        self.refused_per_address.fetch_add(1, Relaxed);
     }
 
     pub fn connection_closed(&self) {
@@ -178,6 +188,15 @@ impl Metrics {
             "counter",
             "Client connections that started TLS.",
             &one(load(&self.tls_connections_total)),
+        );
+        metric(
+            "darts_connections_refused_total",
+            "counter",
+            "Client connections closed at accept, by reason.",
+            &[(
+                "{reason=\"per_address\"}".into(),
+                load(&self.refused_per_address),
+            )],
         );
         metric(
             "darts_sessions_open",
@@ -280,7 +299,9 @@ mod tests {
         m.handshake(Handshake::UnknownToken);
         m.session_closed();
         m.session_end(SessionEnd::IdleTimeout);
+        m.connection_refused_per_address();
         let text = m.render();
+        assert!(text.contains("darts_connections_refused_total{reason=\"per_address\"} 1\n"));
         assert!(text.contains("darts_sessions_open 0\n"));
         assert!(text.contains("darts_bytes_total{direction=\"to_client\"} 10\n"));
         assert!(text.contains("darts_handshakes_total{result=\"unknown_token\"} 1\n"));

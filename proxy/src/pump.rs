@@ -144,6 +144,10 @@ pub struct Pump<C, B> {
     pub(crate) last_activity: Instant,
     /// Last frame of any kind from the browser (heartbeat).
     pub(crate) last_client_frame: Instant,
+    /// Since when the browser has left a frame unfinished (frame timeout). Set when a
+    /// read from the browser would block inside a frame, cleared when a frame is
+    /// complete: whole frames never touch the clock for it.
+    pub(crate) partial_frame_since: Option<Instant>,
     pub(crate) close_sent_at: Option<Instant>,
 }
 
@@ -182,6 +186,7 @@ where
             end: None,
             last_activity: now,
             last_client_frame: now,
+            partial_frame_since: None,
             close_sent_at: None,
         }
     }
@@ -203,6 +208,14 @@ where
     /// Asks for a ping to be sent to the browser.
     pub fn ping(&mut self) {
         self.ctrl.ping = true;
+    }
+
+    /// The browser left a frame unfinished for too long: close with 1008 and read no
+    /// more of it.
+    pub fn frame_timed_out(&mut self) {
+        const REASON: &str = "frame not completed in time";
+        self.close(close::POLICY_VIOLATION, REASON, SessionEnd::FrameTimeout);
+        self.fail(close::POLICY_VIOLATION, REASON);
     }
 
     /// Why the session is ending, if it already knows.
@@ -297,7 +310,15 @@ where
                 }
                 Poll::Ready(Ok(_)) => step = Step::Progress,
                 Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
-                Poll::Pending => return Ok(step),
+                Poll::Pending => {
+                    // The browser has nothing more for now: is it inside a frame?
+                    if self.partial_frame_since.is_none()
+                        && (self.up_frame.is_some() || !self.up_buf.is_empty())
+                    {
+                        self.partial_frame_since = Some(Instant::now());
+                    }
+                    return Ok(step);
+                }
             }
         }
     }
@@ -317,6 +338,7 @@ where
             f.remaining -= n as u64;
             if f.remaining == 0 {
                 self.up_frame = None;
+                self.partial_frame_since = None;
             }
             match &mut self.filter {
                 None => self.up_out = chunk.freeze(),
@@ -348,6 +370,7 @@ where
                 return Ok(false);
             }
             self.up_buf.advance(header_len);
+            self.partial_frame_since = None;
             let mut payload = self.up_buf.split_to(header.payload_len as usize);
             mask::apply(&mut payload, header.mask.unwrap_or_default(), 0);
             self.on_control(header.opcode, payload.freeze());
@@ -363,6 +386,8 @@ where
                 key: header.mask.unwrap_or_default(),
                 offset: 0,
             });
+        } else {
+            self.partial_frame_since = None;
         }
         Ok(true)
     }
@@ -440,6 +465,7 @@ where
         self.close(code, reason, SessionEnd::ClientProtocol);
         self.up_buf = BytesMut::new();
         self.up_frame = None;
+        self.partial_frame_since = None;
         self.up_out = Bytes::new();
         self.up_state = UpState::Draining;
     }

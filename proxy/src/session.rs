@@ -3,6 +3,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +28,8 @@ pub struct Timers {
     pub connect: Duration,
     pub idle: Option<Duration>,
     pub heartbeat: Option<Duration>,
+    /// Longest time a browser may take to finish a frame it started.
+    pub frame: Option<Duration>,
 }
 
 /// Runs a session on an upgraded browser connection until it ends.
@@ -210,13 +213,31 @@ where
     let mut stopping = false;
     loop {
         let deadline = next_deadline(&pump, timers, next_ping);
+        // The pump itself may start a deadline sooner than the armed one (our close frame
+        // sent, a frame left unfinished): then the loop turns to re-arm the sleep.
+        let pumped = poll_fn(|cx| match pump.poll(cx) {
+            Poll::Ready(end) => Poll::Ready(Some(end)),
+            Poll::Pending if sooner(next_deadline(&pump, timers, next_ping), deadline) => {
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        });
         tokio::select! {
-            end = poll_fn(|cx| pump.poll(cx)) => return end,
+            end = pumped => match end {
+                Some(end) => return end,
+                None => continue,
+            },
             () = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                 let now = Instant::now();
                 if let Some(sent) = pump.close_sent_at {
                     if now >= sent + CLOSE_LINGER {
                         return pump.end_reason().unwrap_or(SessionEnd::Closed);
+                    }
+                }
+                if let (Some(limit), Some(since)) = (timers.frame, pump.partial_frame_since) {
+                    if now >= since + limit {
+                        tracing::info!(after = ?limit, "browser left a frame unfinished; closing");
+                        pump.frame_timed_out();
                     }
                 }
                 if let Some(idle) = timers.idle {
@@ -250,7 +271,16 @@ fn next_deadline<C, B>(
 ) -> Option<Instant> {
     let idle = timers.idle.map(|d| pump.last_activity + d);
     let linger = pump.close_sent_at.map(|t| t + CLOSE_LINGER);
-    [idle, next_ping, linger].into_iter().flatten().min()
+    let frame = timers
+        .frame
+        .zip(pump.partial_frame_since)
+        .map(|(d, t)| t + d);
+    [idle, next_ping, linger, frame].into_iter().flatten().min()
+}
+
+/// True when `new` is a deadline and comes before `armed` (or nothing is armed).
+fn sooner(new: Option<Instant>, armed: Option<Instant>) -> bool {
+    new.is_some_and(|n| armed.is_none_or(|a| n < a))
 }
 
 fn far_future() -> Instant {

@@ -6,8 +6,13 @@
 //! logged in clear: the map is keyed by their SHA-256 digest and digests are compared in
 //! constant time, so timing can reveal at most a prefix of a digest, which says nothing
 //! about any token.
+//!
+//! With a shared registry (`with_registry`, `redis::RegistryConfig`), in-process routes
+//! are also published in Redis and tokens this gateway does not know are looked up there
+//! (`lookup_shared`), so gateways behind one load balancer route each other's sessions.
 
 pub mod file;
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use ring::digest;
 
+use self::redis::{Consumed, Registry, RegistryConfig, RegistryError, Remote};
 use crate::rfb::BackendSecurity;
 use crate::target::Target;
 pub use file::TokenFileSource;
@@ -158,13 +164,34 @@ pub enum Lookup {
     Found(Route),
     Expired,
     Unknown,
+    /// Not known here and the shared registry did not answer (unreachable, too slow, or
+    /// its entry needs what this gateway lacks). Only from `lookup_shared`.
+    Unavailable,
+    /// Not known here and too many registry lookups are in flight. Only from
+    /// `lookup_shared`.
+    Busy,
 }
 
-/// All routes the gateway knows: in-process entries first, then token files.
+impl From<Remote> for Lookup {
+    fn from(r: Remote) -> Self {
+        match r {
+            Remote::Found(route) => Self::Found(route),
+            Remote::Expired => Self::Expired,
+            Remote::Unknown => Self::Unknown,
+            Remote::Unavailable => Self::Unavailable,
+            Remote::Busy => Self::Busy,
+        }
+    }
+}
+
+/// All routes the gateway knows: in-process entries first, then token files, then the
+/// shared registry if there is one.
 #[derive(Debug, Default)]
 pub struct TokenMap {
-    routes: DashMap<TokenKey, Route>,
+    /// Shared with the registry's publishing task.
+    routes: Arc<DashMap<TokenKey, Route>>,
     files: Vec<TokenFileSource>,
+    registry: Option<Registry>,
 }
 
 impl TokenMap {
@@ -178,38 +205,82 @@ impl TokenMap {
         self
     }
 
+    /// Shares this map's routes through a Redis registry and looks unknown tokens up
+    /// there (`lookup_shared`). Spawns the publishing task, so it must be called inside a
+    /// tokio runtime; Redis need not be up yet (routes are published once it answers).
+    pub fn with_registry(mut self, config: RegistryConfig) -> Result<Self, RegistryError> {
+        self.registry = Some(Registry::start(config, self.routes.clone())?);
+        Ok(self)
+    }
+
+    /// Whether a shared registry is set, and whether it is connected now.
+    pub fn registry_connected(&self) -> Option<bool> {
+        self.registry.as_ref().map(Registry::connected)
+    }
+
+    /// Tells the registry (if any) that the route under `key` changed.
+    fn changed(&self, key: TokenKey) {
+        if let Some(r) = &self.registry {
+            r.changed(key);
+        }
+    }
+
     /// Adds or replaces the route for `token`.
     pub fn insert(&self, token: &str, route: Route) {
-        self.routes.insert(TokenKey::of(token), route);
+        self.insert_key(TokenKey::of(token), route);
     }
 
     /// Adds or replaces a route under a digest kept from an earlier `TokenKey::of`.
     pub fn insert_key(&self, key: TokenKey, route: Route) {
         self.routes.insert(key, route);
+        self.changed(key);
     }
 
     /// Replaces the route under `key` only if one is there (a used one-shot token stays
     /// gone); true if it was replaced.
     pub fn replace_key(&self, key: TokenKey, route: Route) -> bool {
-        match self.routes.get_mut(&key) {
+        let replaced = match self.routes.get_mut(&key) {
             Some(mut entry) => {
                 *entry = route;
                 true
             }
             None => false,
+        };
+        if replaced {
+            self.changed(key);
         }
+        replaced
     }
 
     /// Removes an in-process route; true if it existed.
     pub fn remove(&self, token: &str) -> bool {
-        self.routes.remove(&TokenKey::of(token)).is_some()
+        let key = TokenKey::of(token);
+        let removed = self.routes.remove(&key).is_some();
+        if removed {
+            self.changed(key);
+        }
+        removed
     }
 
     /// Removes every in-process route whose label is `label` (all tokens of one session).
     pub fn remove_label(&self, label: &str) -> usize {
-        let before = self.routes.len();
-        self.routes.retain(|_, r| r.label.as_deref() != Some(label));
-        before - self.routes.len()
+        self.remove_where(|r| r.label.as_deref() == Some(label))
+    }
+
+    /// Removes the in-process routes `doomed` picks; returns how many.
+    fn remove_where(&self, doomed: impl Fn(&Route) -> bool) -> usize {
+        let mut removed = Vec::new();
+        self.routes.retain(|k, r| {
+            let gone = doomed(r);
+            if gone {
+                removed.push(*k);
+            }
+            !gone
+        });
+        for key in &removed {
+            self.changed(*key);
+        }
+        removed.len()
     }
 
     /// Finds the route for `token`. A one-shot route is consumed; an expired one removed.
@@ -221,33 +292,88 @@ impl TokenMap {
             let route = entry.clone();
             drop(entry);
             if expired {
-                self.routes.remove(&key);
+                if self.routes.remove(&key).is_some() {
+                    self.changed(key);
+                }
                 return Lookup::Expired;
             }
             if one_shot {
                 // Only the caller that actually removes it may use it: two racing
                 // connections with the same one-shot token cannot both win.
                 return match self.routes.remove(&key) {
-                    Some((_, r)) => Lookup::Found(r),
+                    Some((_, r)) => {
+                        self.changed(key);
+                        Lookup::Found(r)
+                    }
                     None => Lookup::Unknown,
                 };
             }
             return Lookup::Found(route);
         }
+        self.lookup_files(&key)
+    }
+
+    fn lookup_files(&self, key: &TokenKey) -> Lookup {
         for source in &self.files {
-            if let Some(route) = source.lookup(&key) {
+            if let Some(route) = source.lookup(key) {
                 return Lookup::Found(route);
             }
         }
         Lookup::Unknown
     }
 
+    /// `lookup`, with the shared registry: a one-shot route is consumed in Redis (so no
+    /// other gateway can use it too; the local map decides only when Redis cannot be
+    /// reached), and a token unknown here is looked up in Redis. Without a registry,
+    /// exactly `lookup`. Known tokens other than one-shot ones never wait on Redis.
+    pub async fn lookup_shared(&self, token: &str) -> Lookup {
+        let Some(registry) = &self.registry else {
+            return self.lookup(token);
+        };
+        let key = TokenKey::of(token);
+        let now = SystemTime::now();
+        let local = self
+            .routes
+            .get(&key)
+            .map(|entry| (entry.expired(now), entry.one_shot, entry.clone()));
+        match local {
+            Some((false, false, route)) => return Lookup::Found(route),
+            Some((true, _, _)) => {
+                if self.routes.remove(&key).is_some() {
+                    self.changed(key);
+                }
+                return Lookup::Expired;
+            }
+            Some((false, true, _)) => {
+                let Some((_, route)) = self.routes.remove(&key) else {
+                    return Lookup::Unknown;
+                };
+                let verdict = registry.consume_own(&key).await;
+                self.changed(key);
+                return match verdict {
+                    Consumed::Won => Lookup::Found(route),
+                    Consumed::Unreachable => {
+                        tracing::info!(key = ?key, "one-shot token accepted without the registry (unreachable)");
+                        Lookup::Found(route)
+                    }
+                    Consumed::Lost => {
+                        tracing::info!(key = ?key, "one-shot token already used through another gateway");
+                        Lookup::Unknown
+                    }
+                };
+            }
+            None => {}
+        }
+        match self.lookup_files(&key) {
+            Lookup::Unknown => registry.fetch(token, &key).await.into(),
+            found => found,
+        }
+    }
+
     /// Drops expired in-process routes; returns how many.
     pub fn purge_expired(&self) -> usize {
         let now = SystemTime::now();
-        let before = self.routes.len();
-        self.routes.retain(|_, r| !r.expired(now));
-        before - self.routes.len()
+        self.remove_where(|r| r.expired(now))
     }
 
     /// Re-reads every token file that changed on disk.

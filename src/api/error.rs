@@ -60,6 +60,24 @@ pub enum ApiError {
     MethodNotAllowed { allow: String },
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// This node lacks room and no peer (`fallback_servers`) took the session either.
+    #[error("{local} No other server could take it ({}).", tried.iter().map(|t| format!("{}: {}", t.peer, t.reason)).collect::<Vec<_>>().join("; "))]
+    NoRoomAnywhere {
+        local: SessionError,
+        tried: Vec<crate::nodes::place::Skipped>,
+    },
+    /// A node request without a valid signature (wrong key, replay, clock skew).
+    #[error("node request refused: {0}")]
+    NodeRefused(String),
+    /// A node not in `fallback_accept_from`.
+    #[error("node {0} may not use this server (fallback_accept_from)")]
+    NodeNotAllowed(String),
+    /// The request already went through this node (or through too many nodes).
+    #[error("this request already went through node {0}: refused to avoid a loop")]
+    NodeLoop(String),
+    /// The peer holding a session did not answer.
+    #[error("the server holding this session did not answer: {0}")]
+    PeerUnavailable(String),
     #[error("internal error; the server's log has the details")]
     Internal,
 }
@@ -93,7 +111,11 @@ impl ApiError {
             Self::Mfa(e) => mfa_code(e),
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::Session(e) => e.code(),
+            Self::Session(e) | Self::NoRoomAnywhere { local: e, .. } => e.code(),
+            Self::NodeRefused(_) => "node_refused",
+            Self::NodeNotAllowed(_) => "node_not_allowed",
+            Self::NodeLoop(_) => "loop_detected",
+            Self::PeerUnavailable(_) => "peer_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -120,6 +142,11 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Session(e) => session_status(e),
+            Self::NoRoomAnywhere { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NodeRefused(_) => StatusCode::UNAUTHORIZED,
+            Self::NodeNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::NodeLoop(_) => StatusCode::LOOP_DETECTED,
+            Self::PeerUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +163,7 @@ impl ApiError {
         match self {
             Self::InvalidField { field, .. } => body["field"] = json!(field),
             Self::Session(e) => body["needs_fallback"] = json!(e.needs_fallback()),
+            Self::NoRoomAnywhere { .. } => body["needs_fallback"] = json!(true),
             Self::RateLimited { retry_after } => body["retry_after"] = json!(retry_after),
             Self::Mfa(MfaError::Wrong { remaining }) => body["remaining"] = json!(remaining),
             _ => {}

@@ -25,6 +25,10 @@ const MAX_LOGINS: usize = 10_000;
 const MAX_LINKS: usize = 10_000;
 /// Logins waiting for a second factor, held at once.
 const MAX_PENDING: usize = 10_000;
+/// Hand-offs held at once.
+const MAX_HANDOFFS: usize = 10_000;
+/// How long a hand-off from a peer stays valid: the browser follows it at once.
+pub const HANDOFF_LIFETIME: Duration = Duration::from_secs(120);
 /// How long a mailed login link stays valid.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
@@ -71,6 +75,8 @@ pub struct Logins {
     open: Mutex<HashMap<TokenKey, Entry<Login>>>,
     links: Mutex<HashMap<TokenKey, Entry<String>>>,
     pending: Mutex<HashMap<TokenKey, Entry<PendingLogin>>>,
+    /// One-time hand-offs from a peer node: user and session.
+    handoffs: Mutex<HashMap<TokenKey, Entry<(String, String)>>>,
 }
 
 /// Stores `value` under a new random cookie (kept only as its digest) until `lifetime`
@@ -163,6 +169,23 @@ impl Logins {
     /// A one-time link token that will open a login for `email`.
     pub fn new_link(&self, email: String) -> Result<String, ApiError> {
         hold(&self.links, MAX_LINKS, email, LINK_LIFETIME)
+    }
+
+    /// A one-time token that logs `user` in here and opens `session`'s connect page:
+    /// how a user authenticated by a peer node lands on this node.
+    pub fn new_handoff(&self, user: String, session: String) -> Result<String, ApiError> {
+        hold(
+            &self.handoffs,
+            MAX_HANDOFFS,
+            (user, session),
+            HANDOFF_LIFETIME,
+        )
+    }
+
+    /// Consumes a hand-off token: the user and the session, if still valid.
+    pub fn take_handoff(&self, token: &str) -> Option<(String, String)> {
+        let e = lock(&self.handoffs).remove(&TokenKey::of(token))?;
+        (e.expires > Instant::now()).then_some(e.value)
     }
 
     /// Consumes a link token; the address it was mailed to, if still valid.

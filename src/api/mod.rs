@@ -12,11 +12,14 @@
 mod account;
 pub mod chain_login;
 pub mod error;
+mod handoff;
 pub mod login;
 pub mod logins;
+mod nodes;
 mod openapi;
 mod pages;
 pub mod rate;
+mod remote;
 pub mod routes;
 mod server;
 mod sessions;
@@ -77,6 +80,8 @@ struct Inner {
     /// The address darts listens on (`http://127.0.0.1:6080/darts`), the base of mailed
     /// links when `service_url` is not set.
     listen_base: Arc<OnceLock<String>>,
+    /// Peers (`fallback_servers`) and the node-to-node machinery.
+    nodes: Arc<crate::nodes::Nodes>,
 }
 
 impl DartsApp {
@@ -96,6 +101,7 @@ impl DartsApp {
                     .ok()
                     .map(Arc::new),
                 listen_base: Arc::new(OnceLock::new()),
+                nodes: Arc::new(crate::nodes::Nodes::new(&opts.prefix)),
             }))),
         }
     }
@@ -129,6 +135,7 @@ impl DartsApp {
             backoff: old.backoff.clone(),
             mfa: old.mfa.clone(),
             listen_base: old.listen_base.clone(),
+            nodes: old.nodes.clone(),
         });
     }
 }
@@ -162,6 +169,8 @@ struct Call {
     pending: Option<PendingLogin>,
     /// The `{…}` segment of the route.
     param: Option<String>,
+    /// The path below the prefix, without query.
+    path: String,
 }
 
 impl Call {
@@ -230,6 +239,7 @@ impl Inner {
             mfa_cookie,
             pending,
             param,
+            path: ctx.path.clone(),
         };
         let response = match endpoint {
             Some(e) if e.is_page() => {
@@ -271,12 +281,16 @@ impl Inner {
         call: Call,
         body: Incoming,
     ) -> Result<Response<Body>, ApiError> {
+        if endpoint.is_node() {
+            return nodes::serve(self, endpoint, &call, body).await;
+        }
         let public = matches!(
             endpoint,
             Endpoint::Config
                 | Endpoint::Login
                 | Endpoint::LoginMfa
                 | Endpoint::LoginLink
+                | Endpoint::LoginHandoff
                 | Endpoint::Machines
                 | Endpoint::OpenApi
         );
@@ -306,20 +320,26 @@ impl Inner {
             Endpoint::Login => account::login(self, &call, body).await,
             Endpoint::LoginMfa => account::login_mfa(self, &call, body).await,
             Endpoint::LoginLink => Ok(account::login_link(self, &call)),
+            Endpoint::LoginHandoff => Ok(handoff::login(self, &call)),
             Endpoint::Logout => Ok(account::logout(self, &call)),
             Endpoint::Machines => Ok(server::machines(&call)),
             Endpoint::Status => server::status(self, &call),
             Endpoint::OpenApi => Ok(openapi::document(&self.prefix)),
-            Endpoint::ListSessions => sessions::list(self, &call),
+            Endpoint::ListSessions => sessions::list(self, &call).await,
             Endpoint::CreateSession => sessions::create(self, &call, body).await,
-            Endpoint::GetSession => sessions::get(self, &call),
-            Endpoint::StopSession => sessions::stop(self, &call).await,
-            Endpoint::ExtendSession => sessions::extend(self, &call),
-            Endpoint::ConnectSession => sessions::connect(self, &call),
+            Endpoint::GetSession
+            | Endpoint::StopSession
+            | Endpoint::ExtendSession
+            | Endpoint::ConnectSession => sessions::act(self, &call, endpoint).await,
             Endpoint::Purge => sessions::purge(self, &call).await,
-            Endpoint::Landing | Endpoint::ConnectPage | Endpoint::ManagePage | Endpoint::Asset => {
-                Err(ApiError::NotFound)
-            }
+            Endpoint::Landing
+            | Endpoint::ConnectPage
+            | Endpoint::ManagePage
+            | Endpoint::Asset
+            | Endpoint::NodeStatus
+            | Endpoint::NodeCreate
+            | Endpoint::NodeList
+            | Endpoint::NodeAct => Err(ApiError::NotFound),
         }
     }
 

@@ -26,9 +26,22 @@ pub enum Endpoint {
     ConnectSession,
     Purge,
     OpenApi,
+    LoginHandoff,
+    NodeStatus,
+    NodeCreate,
+    NodeList,
+    NodeAct,
 }
 
 impl Endpoint {
+    /// Requests from peer nodes, signed with the shared key instead of a login.
+    pub fn is_node(self) -> bool {
+        matches!(
+            self,
+            Self::NodeStatus | Self::NodeCreate | Self::NodeList | Self::NodeAct
+        )
+    }
+
     /// Pages and assets (HTML, CSS, JS) as opposed to JSON answers.
     pub fn is_page(self) -> bool {
         matches!(
@@ -83,6 +96,11 @@ pub static ROUTES: &[RouteDef] = &[
     ),
     r("POST", "/api/purge", Endpoint::Purge),
     r("GET", "/api/openapi.json", Endpoint::OpenApi),
+    r("GET", "/api/login/handoff", Endpoint::LoginHandoff),
+    r("POST", "/api/nodes/status", Endpoint::NodeStatus),
+    r("POST", "/api/nodes/create", Endpoint::NodeCreate),
+    r("POST", "/api/nodes/list", Endpoint::NodeList),
+    r("POST", "/api/nodes/act", Endpoint::NodeAct),
 ];
 
 /// The result of matching a request.

@@ -9,14 +9,17 @@ use serde_json::json;
 
 use super::account::resize;
 use super::error::ApiError;
+use super::remote;
+use super::routes::Endpoint;
 use super::wire::{self, Body};
 use super::{Call, Inner};
 use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::control::LinkBase;
+use crate::nodes::protocol::Action;
 use crate::session::manager::time_left;
 use crate::session::record::is_session_name;
-use crate::session::{CreateRequest, SessionError, SessionInfo};
+use crate::session::{Caller, CreateRequest, SessionError, SessionInfo};
 
 /// A session as the API shows it: the manager's view and what the pages compute from it.
 #[derive(Debug, Serialize)]
@@ -40,10 +43,10 @@ impl SessionView {
     }
 }
 
-/// What the landing page's form sends.
-#[derive(Debug, Deserialize)]
+/// What the landing page's form sends (and what a node forwards to a peer).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(super) struct CreateBody {
     machine: String,
     cpu: Option<u32>,
     /// GB.
@@ -64,24 +67,63 @@ pub(super) async fn create(
 ) -> Result<Response<Body>, ApiError> {
     let caller = call.caller()?;
     let form: CreateBody = wire::read_json(&call.headers, body).await?;
-    let req = validate(&form, &call.config)?;
-    let created = app
-        .manager
-        .create(&caller, &req)
-        .await
-        .inspect_err(|e| {
-            tracing::info!(user = %caller.user, machine = %req.machine, code = e.code(), "session refused")
-        })?;
+    create_for(app, call, &caller, &form, None).await
+}
+
+/// Creates a session for `caller` here or, when this node lacks room, on a peer.
+/// `from_node` holds the nodes a peer's request went through (`None` for a user of this
+/// node): such answers also carry the hand-off that logs the user in here.
+pub(super) async fn create_for(
+    app: &Inner,
+    call: &Call,
+    caller: &Caller,
+    form: &CreateBody,
+    from_node: Option<&[String]>,
+) -> Result<Response<Body>, ApiError> {
+    let req = validate(form, &call.config)?;
+    let created = match app.manager.create(caller, &req).await {
+        Ok(c) => c,
+        Err(e) if e.needs_fallback() => {
+            tracing::info!(user = %caller.user, machine = %req.machine, code = e.code(), "no room here: asking the peers");
+            return remote::fallback(app, call, caller, form, &req, e, from_node.unwrap_or(&[]))
+                .await;
+        }
+        Err(e) => {
+            tracing::info!(user = %caller.user, machine = %req.machine, code = e.code(), "session refused");
+            return Err(e.into());
+        }
+    };
     let links = links(app, call, &created.token, created.view_token.as_deref());
     let name = created.info.name.clone();
-    tracing::info!(user = %caller.user, session = %name, "session created from the web");
+    tracing::info!(user = %caller.user, session = %name, from_node = from_node.is_some(), "session created from the web");
     let mut body = serde_json::to_value(&links).map_err(|_| ApiError::Internal)?;
     body["session"] = json!(SessionView::new(created.info, &call.config));
+    identify(app, call, &mut body);
+    if from_node.is_some() {
+        body["handoff_url"] = json!(handoff_url(app, call, &caller.user, &name)?);
+    }
     let mut r = wire::json(StatusCode::CREATED, &body);
     if let Ok(v) = HeaderValue::from_str(&format!("{}/api/sessions/{name}", app.prefix)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
+}
+
+/// Names this node in an answer: `node` and `node_url`.
+fn identify(app: &Inner, call: &Call, body: &mut serde_json::Value) {
+    body["node"] = json!(app.nodes.settings(&call.config).name);
+    body["node_url"] = json!(app.public_base(call));
+}
+
+/// A one-time link that logs `user` in on this node and opens `session`'s page.
+fn handoff_url(app: &Inner, call: &Call, user: &str, session: &str) -> Result<String, ApiError> {
+    let token = app
+        .logins
+        .new_handoff(user.to_owned(), session.to_owned())?;
+    Ok(format!(
+        "{}/api/login/handoff?token={token}",
+        app.public_base(call)
+    ))
 }
 
 /// Checks each field against the choices the page offers; the message names the field.
@@ -195,64 +237,105 @@ fn name(call: &Call) -> Result<&str, ApiError> {
         .ok_or(ApiError::Session(SessionError::NotFound))
 }
 
-/// `GET /api/sessions`: the caller's sessions, or every session for an administrator.
-pub(super) fn list(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+/// `GET /api/sessions`: the caller's sessions, or every session for an administrator,
+/// then the caller's sessions on every peer (each with its `node`).
+pub(super) async fn list(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
     let caller = call.caller()?;
-    let sessions: Vec<SessionView> = app
-        .manager
-        .list(&caller)
-        .into_iter()
-        .map(|i| SessionView::new(i, &call.config))
-        .collect();
-    Ok(wire::json(
-        StatusCode::OK,
-        &json!({ "sessions": sessions, "admin": caller.admin }),
-    ))
-}
-
-/// `GET /api/sessions/{name}`.
-pub(super) fn get(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
-    let info = app.manager.get(&call.caller()?, name(call)?)?;
-    Ok(wire::json(
-        StatusCode::OK,
-        &json!({ "session": SessionView::new(info, &call.config) }),
-    ))
-}
-
-/// `POST /api/sessions/{name}/extend`: +24 h, up to the maximum lifetime.
-pub(super) fn extend(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
-    let caller = call.caller()?;
-    let info = app.manager.extend(&caller, name(call)?)?;
-    Ok(wire::json(
-        StatusCode::OK,
-        &json!({ "session": SessionView::new(info, &call.config) }),
-    ))
-}
-
-/// `POST /api/sessions/{name}/connect`: fresh links (tokens are kept only as digests,
-/// so earlier links cannot be shown again).
-pub(super) fn connect(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
-    let caller = call.caller()?;
-    let name = name(call)?;
-    let info = app.manager.get(&caller, name)?;
-    if info.oneshot && info.viewers > 0 {
-        return Err(ApiError::OneShotInUse);
+    let settings = app.nodes.settings(&call.config);
+    let mut sessions = local_views(app, call, &caller);
+    for s in &mut sessions {
+        s["node"] = json!(settings.name);
+        s["node_url"] = serde_json::Value::Null;
     }
-    let (token, view_token) = app.manager.issue_tokens(&caller, name)?;
-    tracing::info!(user = %caller.user, session = %name, "fresh links issued");
-    let links = links(app, call, &token, view_token.as_deref());
-    let mut body = serde_json::to_value(&links).map_err(|_| ApiError::Internal)?;
-    body["session"] = json!(SessionView::new(info, &call.config));
-    Ok(wire::json(StatusCode::OK, &body))
+    let mut peers = Vec::new();
+    if settings.key.is_some() && !settings.peers.is_empty() {
+        let gathered = app.nodes.gather(&settings, &caller.user).await;
+        sessions.extend(gathered.sessions);
+        peers = gathered.peers;
+    }
+    Ok(wire::json(
+        StatusCode::OK,
+        &json!({ "sessions": sessions, "admin": caller.admin, "node": settings.name, "peers": peers }),
+    ))
 }
 
-/// `DELETE /api/sessions/{name}`: stops the session; answers once it is gone.
-pub(super) async fn stop(app: &Inner, call: &Call) -> Result<Response<Body>, ApiError> {
+/// The sessions of this node `caller` may see, as the API shows them.
+pub(super) fn local_views(app: &Inner, call: &Call, caller: &Caller) -> Vec<serde_json::Value> {
+    app.manager
+        .list(caller)
+        .into_iter()
+        .map(|i| json!(SessionView::new(i, &call.config)))
+        .collect()
+}
+
+/// `GET`, `DELETE /api/sessions/{name}`, `POST …/extend`, `POST …/connect`. With
+/// `?node=N` naming a peer, the action runs there for the same user.
+pub(super) async fn act(
+    app: &Inner,
+    call: &Call,
+    endpoint: Endpoint,
+) -> Result<Response<Body>, ApiError> {
     let caller = call.caller()?;
-    let name = name(call)?;
-    app.manager.stop(&caller, name).await?;
-    tracing::info!(user = %caller.user, session = %name, "session stopped from the web");
-    Ok(wire::json(StatusCode::OK, &json!({ "stopped": name })))
+    let name = name(call)?.to_owned();
+    let action = match endpoint {
+        Endpoint::StopSession => Action::Stop,
+        Endpoint::ExtendSession => Action::Extend,
+        Endpoint::ConnectSession => Action::Connect,
+        _ => Action::Get,
+    };
+    if let Some(node) = wire::query_param(call.query.as_deref(), "node") {
+        if node != app.nodes.settings(&call.config).name {
+            return remote::act(app, call, &caller, &name, &node, action).await;
+        }
+    }
+    act_here(app, call, &caller, &name, action, false).await
+}
+
+/// An action on a session of this node. `for_node`: a peer asks for its user, so fresh
+/// links also carry a hand-off to this node's connect page.
+pub(super) async fn act_here(
+    app: &Inner,
+    call: &Call,
+    caller: &Caller,
+    name: &str,
+    action: Action,
+    for_node: bool,
+) -> Result<Response<Body>, ApiError> {
+    if !is_session_name(name) {
+        return Err(ApiError::Session(SessionError::NotFound));
+    }
+    let mut body = match action {
+        Action::Get => {
+            let info = app.manager.get(caller, name)?;
+            json!({ "session": SessionView::new(info, &call.config) })
+        }
+        Action::Extend => {
+            let info = app.manager.extend(caller, name)?;
+            json!({ "session": SessionView::new(info, &call.config) })
+        }
+        Action::Stop => {
+            app.manager.stop(caller, name).await?;
+            tracing::info!(user = %caller.user, session = %name, "session stopped from the web");
+            json!({ "stopped": name })
+        }
+        Action::Connect => {
+            let info = app.manager.get(caller, name)?;
+            if info.oneshot && info.viewers > 0 {
+                return Err(ApiError::OneShotInUse);
+            }
+            let (token, view_token) = app.manager.issue_tokens(caller, name)?;
+            tracing::info!(user = %caller.user, session = %name, "fresh links issued");
+            let links = links(app, call, &token, view_token.as_deref());
+            let mut body = serde_json::to_value(&links).map_err(|_| ApiError::Internal)?;
+            body["session"] = json!(SessionView::new(info, &call.config));
+            if for_node {
+                body["handoff_url"] = json!(handoff_url(app, call, &caller.user, name)?);
+            }
+            body
+        }
+    };
+    identify(app, call, &mut body);
+    Ok(wire::json(StatusCode::OK, &body))
 }
 
 /// `POST /api/purge`: stops every session (administrators only).

@@ -91,6 +91,11 @@ pub async fn read_json<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<T, ApiError> {
+    parse_json(&read_body(headers, body).await?)
+}
+
+/// Reads a JSON body's bytes: `application/json`, at most [`MAX_BODY`] bytes.
+pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -106,7 +111,7 @@ pub async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(ApiError::BodyTooLarge { max: MAX_BODY });
     }
-    let bytes = Limited::new(body, MAX_BODY)
+    Ok(Limited::new(body, MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -116,8 +121,22 @@ pub async fn read_json<T: DeserializeOwned>(
                 ApiError::BadJson(format!("cannot read the request body: {e}"))
             }
         })?
-        .to_bytes();
-    parse_json(&bytes)
+        .to_bytes())
+}
+
+/// The value of query parameter `name` (letters, digits, `.`, `-`, `_` only: the
+/// parameters read this way are names, never free text).
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        })
 }
 
 /// Strict JSON: one value, then nothing but white space.

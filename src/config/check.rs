@@ -226,8 +226,11 @@ pub fn combinations(loaded: &Loaded) -> Vec<Problem> {
     c.limits();
     c.layout();
     c.vnc_security();
+    c.vnc_listen();
     c.directories();
     c.web();
+    c.peers();
+    c.token_registry();
     c.problems
 }
 
@@ -253,6 +256,15 @@ impl Checker<'_> {
     /// Where `key` is set, for messages about another key.
     fn at(&self, key: &str) -> String {
         format!("{key} ({})", self.loaded.origin(key))
+    }
+
+    /// `fallback_servers` and the node settings, as `darts serve` builds them.
+    fn peers(&mut self) {
+        let prefix = crate::serve::web_prefix(&self.cfg.service_reverse_proxy);
+        let (_, problems) = crate::nodes::Settings::build(self.cfg, &prefix);
+        for (key, message) in problems {
+            self.error(key, message);
+        }
     }
 
     fn tls(&mut self) {
@@ -548,6 +560,75 @@ impl Checker<'_> {
         }
     }
 
+    /// `qemu_vnc_listen`: VNC servers on TCP, protected as the network they are on needs.
+    fn vnc_listen(&mut self) {
+        use crate::session::vnc_port;
+        use crate::vm::cmdline::VNC_BASE_PORT;
+        let cfg = self.cfg;
+        let ip = match vnc_port::listen_ip(cfg) {
+            Ok(Some(ip)) => ip,
+            Ok(None) => return,
+            Err(e) => {
+                self.error(
+                    "qemu_vnc_listen",
+                    format!("{e}: give the address gateways reach this host by, e.g. 10.0.0.5 or 127.0.0.1"),
+                );
+                return;
+            }
+        };
+        if ip.is_unspecified() {
+            self.error(
+                "qemu_vnc_listen",
+                format!("{ip} means every interface, and gateways cannot connect to it: give the one address they reach this host by"),
+            );
+            return;
+        }
+        let first = cfg.service_port_vnc;
+        if first < VNC_BASE_PORT {
+            self.error(
+                "service_port_vnc",
+                format!("{first} is below {VNC_BASE_PORT}: QEMU takes a VNC display number, the port minus {VNC_BASE_PORT}"),
+            );
+        }
+        let range = vnc_port::port_range(cfg);
+        let ports = u32::from(*range.end()) - u32::from(*range.start()) + 1;
+        if cfg.service_max_session_nb > ports {
+            self.warning(
+                "service_port_vnc",
+                format!(
+                    "the VNC ports stop at 65535: {first}-65535 holds {ports} ports, fewer than {} = {}",
+                    self.at("service_max_session_nb"),
+                    cfg.service_max_session_nb
+                ),
+            );
+        }
+        if cfg.qemu_vnc_security != "x509" {
+            if ip.is_loopback() {
+                self.warning(
+                    "qemu_vnc_listen",
+                    "every local user can connect to the sessions' VNC ports, which only an 8-character VNC password protects: set qemu_vnc_security = \"x509\" (darts certs init), or leave it empty for a unix socket per session",
+                );
+            } else {
+                self.error(
+                    "qemu_vnc_listen",
+                    format!("{ip} is reachable from other hosts, and a VNC password alone (8 characters) does not protect a desktop on a network: set qemu_vnc_security = \"x509\" (darts certs init) or listen on 127.0.0.1"),
+                );
+            }
+            return;
+        }
+        let cert = cfg.qemu_vnc_x509_dir.join("server/server-cert.pem");
+        // An unreadable certificate is reported by vnc_security.
+        if let Ok(false) = crate::certs::issued_for_ip(&cert, ip) {
+            self.error(
+                "qemu_vnc_listen",
+                format!(
+                    "{} is not issued for {ip}, the address darts and other gateways check it against: make certificates with darts certs init --server-name {ip}",
+                    cert.display()
+                ),
+            );
+        }
+    }
+
     fn directories(&mut self) {
         let cfg = self.cfg;
         // darts creates these at start; the others must be provided.
@@ -594,6 +675,36 @@ impl Checker<'_> {
         }
     }
 
+    /// `token_redis`: a source darts can read, and the secret the gateways share.
+    fn token_registry(&mut self) {
+        let cfg = self.cfg;
+        if cfg.token_redis.trim().is_empty() {
+            if !cfg.token_redis_key.is_empty() {
+                self.warning("token_redis_key", "unused: token_redis is empty");
+            }
+            return;
+        }
+        if let Err(e) = darts_proxy::token::redis::RedisSource::parse(&cfg.token_redis) {
+            self.error("token_redis", e.to_string());
+        }
+        if cfg.token_redis_key.is_empty() {
+            self.error(
+                "token_redis_key",
+                format!(
+                    "needed with {}: a file with a secret of 32 bytes or more that every gateway holds (the sessions' VNC passwords are sealed under it in Redis)",
+                    self.at("token_redis")
+                ),
+            );
+        } else if let Err(e) =
+            darts_proxy::token::redis::SealKey::from_file(Path::new(&cfg.token_redis_key))
+        {
+            self.error("token_redis_key", e.to_string());
+        }
+        if cfg.token_redis_resync == 0 {
+            self.error("token_redis_resync", "must be at least 1 second");
+        }
+    }
+
     fn web(&mut self) {
         let cfg = self.cfg;
         let url = cfg.service_url.trim();
@@ -614,12 +725,26 @@ impl Checker<'_> {
                 format!("not IP addresses: {bad:?}"),
             );
         }
+        // One page load takes several connections and each viewer one more; users
+        // behind one NAT share an address.
+        let per_ip = cfg.service_max_connections_per_ip;
+        if per_ip > 0 && per_ip < MIN_CONNECTIONS_PER_IP {
+            self.warning(
+                "service_max_connections_per_ip",
+                format!(
+                    "{per_ip} is below {MIN_CONNECTIONS_PER_IP}: a browser opens several connections per page and one per viewer, so users would be refused"
+                ),
+            );
+        }
     }
 
     fn has_errors(&self) -> bool {
         self.problems.iter().any(Problem::is_error)
     }
 }
+
+/// Below this, `service_max_connections_per_ip` refuses ordinary browsers.
+const MIN_CONNECTIONS_PER_IP: usize = 16;
 
 /// The key that turns on an authentication method.
 fn method_key(method: &str) -> &'static str {
@@ -706,5 +831,142 @@ mod tests {
     fn loopback_names() {
         assert!(is_loopback("127.0.0.1") && is_loopback("localhost") && is_loopback("[::1]"));
         assert!(!is_loopback("ldap.example.org") && !is_loopback("192.0.2.1"));
+    }
+
+    #[test]
+    fn a_per_address_connection_cap_too_low_for_browsers_is_a_warning() {
+        let warned = |text: &str| {
+            problems_of(text).iter().any(|p| {
+                p.key.as_deref() == Some("service_max_connections_per_ip") && !p.is_error()
+            })
+        };
+        assert!(warned("service_max_connections_per_ip = 4\n"));
+        assert!(!warned("service_max_connections_per_ip = 0\n"));
+        assert!(!warned("service_max_connections_per_ip = 64\n"));
+        assert!(!warned(""));
+    }
+
+    #[test]
+    fn vnc_on_tcp_needs_x509_off_loopback_and_a_certificate_for_its_address() {
+        let of = |text: &str, key: &str| -> Vec<Problem> {
+            problems_of(text)
+                .into_iter()
+                .filter(|p| p.key.as_deref() == Some(key))
+                .collect()
+        };
+        // Unset: unix sockets, nothing to say.
+        assert!(of("", "qemu_vnc_listen").is_empty());
+        assert!(of("service_port_vnc = 80\n", "service_port_vnc").is_empty());
+        // Off loopback with a password only: an error naming the fix.
+        let p = of("qemu_vnc_listen = \"10.0.0.5\"\n", "qemu_vnc_listen");
+        assert!(p[0].is_error(), "{p:?}");
+        assert!(
+            p[0].message.contains("qemu_vnc_security = \"x509\""),
+            "{p:?}"
+        );
+        // On loopback: a warning.
+        let p = of("qemu_vnc_listen = \"127.0.0.1\"\n", "qemu_vnc_listen");
+        assert!(p.len() == 1 && !p[0].is_error(), "{p:?}");
+        // Not an address, every interface, ports below 5900.
+        let p = of("qemu_vnc_listen = \"vnc.example.org\"\n", "qemu_vnc_listen");
+        assert!(
+            p[0].is_error() && p[0].message.contains("not an IP address"),
+            "{p:?}"
+        );
+        let p = of("qemu_vnc_listen = \"0.0.0.0\"\n", "qemu_vnc_listen");
+        assert!(
+            p[0].is_error() && p[0].message.contains("every interface"),
+            "{p:?}"
+        );
+        let p = of(
+            "qemu_vnc_listen = \"127.0.0.1\"\nservice_port_vnc = 5899\n",
+            "service_port_vnc",
+        );
+        assert!(
+            p[0].is_error() && p[0].message.contains("below 5900"),
+            "{p:?}"
+        );
+        let p = of(
+            "qemu_vnc_listen = \"127.0.0.1\"\nservice_port_vnc = 65530\n",
+            "service_port_vnc",
+        );
+        assert!(p[0].message.contains("stop at 65535"), "{p:?}");
+        assert!(!p[0].is_error());
+
+        // x509: the server certificate must name the address.
+        let certs = tempfile::tempdir().unwrap();
+        crate::certs::init(&crate::certs::Request {
+            dir: certs.path().to_owned(),
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            client_name: "darts".into(),
+            days: 1,
+            crl: false,
+            force: false,
+        })
+        .unwrap();
+        let x509 = format!(
+            "qemu_vnc_security = \"x509\"\nqemu_vnc_x509_dir = \"{}\"\n",
+            certs.path().display()
+        );
+        assert!(of(
+            &format!("{x509}qemu_vnc_listen = \"127.0.0.1\"\n"),
+            "qemu_vnc_listen"
+        )
+        .is_empty());
+        let p = of(
+            &format!("{x509}qemu_vnc_listen = \"10.0.0.5\"\n"),
+            "qemu_vnc_listen",
+        );
+        assert!(p[0].is_error(), "{p:?}");
+        assert!(
+            p[0].message
+                .contains("darts certs init --server-name 10.0.0.5"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_token_registry_needs_a_readable_source_and_the_shared_secret() {
+        let of = |text: &str, key: &str| -> Vec<Problem> {
+            problems_of(text)
+                .into_iter()
+                .filter(|p| p.key.as_deref() == Some(key))
+                .collect()
+        };
+        assert!(of("", "token_redis").is_empty() && of("", "token_redis_key").is_empty());
+        let p = of("token_redis = \"h:notaport\"\n", "token_redis");
+        assert!(
+            p[0].is_error() && p[0].message.contains("\"notaport\""),
+            "{p:?}"
+        );
+        let p = of("token_redis = \"127.0.0.1:6379\"\n", "token_redis_key");
+        assert!(
+            p[0].is_error() && p[0].message.contains("32 bytes"),
+            "{p:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "tiny").unwrap();
+        let p = of(
+            &format!(
+                "token_redis = \"redis://127.0.0.1/0?namespace=d\"\ntoken_redis_key = \"{}\"\n",
+                short.display()
+            ),
+            "token_redis_key",
+        );
+        assert!(p[0].is_error() && p[0].message.contains("4 bytes"), "{p:?}");
+        let good = dir.path().join("good");
+        std::fs::write(&good, "k".repeat(32)).unwrap();
+        let text = format!(
+            "token_redis = \"127.0.0.1::::darts\"\ntoken_redis_key = \"{}\"\n",
+            good.display()
+        );
+        assert!(of(&text, "token_redis").is_empty());
+        assert!(of(&text, "token_redis_key").is_empty());
+        let p = of(
+            &format!("token_redis_key = \"{}\"\n", good.display()),
+            "token_redis_key",
+        );
+        assert!(p.len() == 1 && !p[0].is_error(), "{p:?}");
     }
 }

@@ -52,6 +52,7 @@ pub const KEYS: &[Key] = &[
     live("dir_etc", "Catalogue directory: machines.conf and config.d/*.ini."),
     // Service.
     restart("service_port", "Port of the service: pages, API, noVNC and every session's websocket."),
+    live("service_port_vnc", "First TCP port of the sessions' VNC servers with qemu_vnc_listen (at least 5900); the range holds service_max_session_nb ports."),
     restart("service_reverse_proxy", "URL prefix, e.g. /darts as in the Apache block; \"\" or \":port\" serve at the root."),
     live("service_proxy", "Outbound HTTP proxy for downloads and boot scripts, e.g. http://proxy:3128/."),
     live("service_max_session_nb", "Most sessions at once on this server (0: no limit)."),
@@ -82,6 +83,7 @@ pub const KEYS: &[Key] = &[
     live("qemu_accel", "Accelerator: auto (KVM when it really works, else TCG), kvm, tcg or hvf."),
     live("qemu_vnc_security", "VNC between darts and QEMU: password, or x509 (VeNCrypt, see darts certs init)."),
     live("qemu_vnc_x509_dir", "Directory written by darts certs init: server/ for QEMU, client/ for darts."),
+    live("qemu_vnc_listen", "IP address where new sessions' VNC servers listen on TCP, for gateways on other hosts (off loopback needs qemu_vnc_security = x509); empty: a unix socket per session."),
     live("config_script", "Boot scripts: URL, path, exec:, virt-customize:, qemu-system-*:, each optionally if(EXPR):."),
     // GPUs.
     live("gpu_blacklist", "PCI addresses of GPUs never given to sessions, e.g. \"06:05.0,00:1b.0\"."),
@@ -135,11 +137,23 @@ pub const KEYS: &[Key] = &[
     live("service_url", "Public address, e.g. https://server/darts: base of session and mailed links."),
     restart("service_trusted_proxies", "Reverse proxies (IP addresses) whose X-Forwarded-For names the client."),
     restart("service_proxy_protocol", "Read a PROXY protocol v1/v2 header from service_trusted_proxies' connections."),
+    restart("service_max_connections_per_ip", "Connections one client address (IPv6: one /64) may hold on service_port; more are closed at once (0: no limit)."),
     live("allow_open_access", "Serve on a non-loopback address with no authentication configured."),
     live("login_lifetime", "How long a web login lasts, seconds."),
     restart("login_max_failures", "Failed logins per user and address before back-off doubles each time."),
     // Peers.
-    live("fallback_servers", "Servers that take a request this one has no room for, e.g. \"https://a,b\"."),
+    live("fallback_servers", "Peers (URLs, e.g. https://b/darts) that take a request this one has no room for."),
+    live("node_name", "This node's name among its peers; default: the host name."),
+    live("fallback_key", "File with the secret shared by the nodes (32 bytes or more) that signs node-to-node requests."),
+    live("fallback_ca", "CA certificate(s) for peers' HTTPS certificates, besides the system's roots."),
+    live("fallback_accept_from", "Nodes (names, addresses or networks) that may create sessions here; empty: any with the key."),
+    live("fallback_timeout", "Bound on asking a peer for its status or sessions, seconds."),
+    live("fallback_create_timeout", "Bound on a peer creating a session, seconds."),
+    live("fallback_status_cache", "How long a peer's status is reused, seconds."),
+    // Shared token registry.
+    restart("token_redis", "Redis shared by the gateways (host[:port[:db[:password[:namespace]]]] or redis://, rediss://, unix: URL): any gateway routes any session; empty: off."),
+    restart("token_redis_key", "File with the secret (32 bytes or more) the gateways of token_redis share; VNC passwords are sealed under it."),
+    restart("token_redis_resync", "How often this node publishes all its routes to token_redis again, seconds."),
 ];
 
 /// Keys of the original that darts has no use for, and why. `config check` and
@@ -148,10 +162,6 @@ pub const OBSOLETE: &[(&str, &str)] = &[
     (
         "service_port_multiple",
         "darts serves every session, one-shot ones too, on service_port",
-    ),
-    (
-        "service_port_vnc",
-        "QEMU's VNC server listens on a unix socket per session",
     ),
     (
         "dir_websockify",

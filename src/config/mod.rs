@@ -64,6 +64,9 @@ pub struct Config {
 
     // Service.
     pub service_port: u16,
+    /// First TCP port of the sessions' VNC servers when `qemu_vnc_listen` is set; the
+    /// range holds `service_max_session_nb` ports (up to 65535 when that is 0).
+    pub service_port_vnc: u16,
     pub service_reverse_proxy: String,
     pub service_proxy: String,
     pub service_max_session_nb: u32,
@@ -118,6 +121,10 @@ pub struct Config {
     /// Directory of `ca-cert.pem`, `server-cert.pem`/`server-key.pem` (QEMU side) and
     /// `client-cert.pem`/`client-key.pem` (darts side), as `darts certs init` writes them.
     pub qemu_vnc_x509_dir: PathBuf,
+    /// IP address on which each session's VNC server listens on TCP (a port from
+    /// `service_port_vnc`), so gateways on other hosts can reach it; off loopback it needs
+    /// `qemu_vnc_security = "x509"`. Empty: a unix socket in the session directory.
+    pub qemu_vnc_listen: String,
     #[serde(deserialize_with = "one_or_many")]
     pub config_script: Vec<String>,
 
@@ -215,6 +222,10 @@ pub struct Config {
     /// `proxy_protocol on`, HAProxy `send-proxy`).
     #[serde(deserialize_with = "flexible_bool")]
     pub service_proxy_protocol: bool,
+    /// Connections one client address may hold on `service_port` (0: no limit); more
+    /// are closed at once. The address is the one a trusted proxy's PROXY header names,
+    /// else the TCP peer's (trusted proxies themselves are not counted); IPv6 per /64.
+    pub service_max_connections_per_ip: usize,
     /// Serve on a non-loopback address although no authenticator is configured (anyone
     /// may then start sessions under any name).
     #[serde(deserialize_with = "flexible_bool")]
@@ -228,6 +239,38 @@ pub struct Config {
     // Peers.
     #[serde(deserialize_with = "one_or_many_split")]
     pub fallback_servers: Vec<String>,
+    /// This node's name among its peers (hop lists, the Manage page); default: the host name.
+    pub node_name: String,
+    /// File holding the secret shared by the nodes (at least 32 bytes): signs every
+    /// node-to-node request. Without it this node neither forwards nor accepts.
+    pub fallback_key: String,
+    /// CA certificate(s) that peers' HTTPS certificates must chain to, besides the
+    /// system's roots.
+    pub fallback_ca: String,
+    /// Nodes allowed to create and manage sessions here on behalf of their users: node
+    /// names, addresses or networks; empty: any node holding the key.
+    #[serde(deserialize_with = "one_or_many_split")]
+    pub fallback_accept_from: Vec<String>,
+    /// Bound on asking a peer for its status or its sessions, seconds.
+    pub fallback_timeout: u64,
+    /// Bound on a peer creating a session, seconds.
+    pub fallback_create_timeout: u64,
+    /// How long a peer's status is reused, seconds.
+    pub fallback_status_cache: u64,
+
+    // Shared token registry.
+    /// Redis shared by the gateways behind one load balancer: each publishes its sessions'
+    /// routes there and looks up the tokens it does not know, so any gateway routes any
+    /// session. websockify's `host[:port[:db[:password[:namespace]]]]` or a `redis://`,
+    /// `rediss://`, `redis+unix://` or `unix:` URL (namespace as `?namespace=NAME`).
+    /// Empty: no registry.
+    pub token_redis: String,
+    /// File with the secret (32 bytes or more) every gateway of `token_redis` holds: the
+    /// sessions' VNC passwords are sealed under it in Redis. Needed with `token_redis`.
+    pub token_redis_key: String,
+    /// How often this node publishes all its routes again, seconds; an entry not
+    /// published again lives three such periods (or until its session's end).
+    pub token_redis_resync: u64,
 }
 
 impl Default for Config {
@@ -243,6 +286,7 @@ impl Default for Config {
             dir_html: "/usr/share/darts/html".into(),
             dir_etc: "/etc/darts".into(),
             service_port: 6080,
+            service_port_vnc: 5901,
             service_reverse_proxy: "/darts".into(),
             service_proxy: String::new(),
             service_max_session_nb: 10,
@@ -271,6 +315,7 @@ impl Default for Config {
             qemu_accel: "auto".into(),
             qemu_vnc_security: "password".into(),
             qemu_vnc_x509_dir: "/etc/darts/vnc-tls".into(),
+            qemu_vnc_listen: String::new(),
             config_script: Vec::new(),
             gpu_blacklist: Vec::new(),
             gpu_model: "auto".into(),
@@ -318,10 +363,21 @@ impl Default for Config {
             service_url: String::new(),
             service_trusted_proxies: Vec::new(),
             service_proxy_protocol: false,
+            service_max_connections_per_ip: darts_proxy::config::DEFAULT_MAX_CONNECTIONS_PER_IP,
             allow_open_access: false,
             login_lifetime: 8 * 3600,
             login_max_failures: 5,
             fallback_servers: Vec::new(),
+            node_name: String::new(),
+            fallback_key: String::new(),
+            fallback_ca: String::new(),
+            fallback_accept_from: Vec::new(),
+            fallback_timeout: 3,
+            fallback_create_timeout: 120,
+            fallback_status_cache: 5,
+            token_redis: String::new(),
+            token_redis_key: String::new(),
+            token_redis_resync: 30,
         }
     }
 }

@@ -11,9 +11,11 @@ pub const HIDDEN: &str = "\"********\"";
 /// passwd, password, secret or key.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["passwd", "password", "secret", "key"]
-        .iter()
-        .any(|w| key.contains(w))
+    // `token_redis` may hold the Redis password (websockify's `host:port:db:password`).
+    key == "token_redis"
+        || ["passwd", "password", "secret", "key"]
+            .iter()
+            .any(|w| key.contains(w))
 }
 
 /// The text to show instead of `value` when it is a secret: a secret key's value that is

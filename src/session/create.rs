@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::manager::{info, lock, Caller, CreateRequest, Created, Live, Manager, SessionError};
 use super::record::{Phase, SessionRecord, TokenRecord, FORMAT};
-use super::{monitor, secret};
+use super::{monitor, secret, vnc_port};
 use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::limits;
@@ -102,6 +102,7 @@ impl Manager {
             };
             let name = secret::session_name().map_err(|_| rng_error())?;
             let dir = config.dir_snapshots.join(&name);
+            let vnc = self.vnc_endpoint(&config, &dir, &[])?;
             let iso = vm::disk::is_iso(&machine.path);
             let now = super::now();
             let record = SessionRecord {
@@ -126,7 +127,7 @@ impl Manager {
                     dir.join("disk.qcow2")
                 },
                 qmp_socket: dir.join("qmp.sock"),
-                vnc_socket: dir.join("vnc.sock"),
+                vnc,
                 dir,
                 vnc_security: config.qemu_vnc_security.clone(),
                 vnc_password: secret::vnc_password().map_err(|_| rng_error())?,
@@ -277,16 +278,34 @@ impl Manager {
             gpu: record.gpu.clone(),
             mounts,
             extra_args: plan.qemu_args.clone(),
-            vnc_socket: record.vnc_socket.clone(),
+            vnc: record.vnc.clone(),
             vnc_auth,
             qmp_socket: record.qmp_socket.clone(),
             pidfile: pidfile.clone(),
             clipboard: true,
         };
         laps.lap("qemu_options");
-        let pid = tryr!(vm::exec::launch(&spec, QEMU_START)
-            .await
-            .map_err(qemu_error));
+        let dir = &record.dir;
+        let launched = vnc_port::launch_retrying(
+            record.vnc.clone(),
+            vnc_port::port_range(config),
+            |vnc| {
+                let spec = vm::cmdline::LaunchSpec {
+                    vnc,
+                    ..spec.clone()
+                };
+                async move { vm::exec::launch(&spec, QEMU_START).await }
+            },
+            |tried: Vec<u16>| async move {
+                let _admit = self.admission.lock().await;
+                let vnc = self.vnc_endpoint(config, dir, &tried)?;
+                lock(&live.record).vnc = vnc.clone();
+                Ok(vnc)
+            },
+        )
+        .await;
+        let (pid, vnc) = tryr!(launched);
+        record.vnc = vnc;
         record.pid = Some(pid);
         *lock(&live.record) = record.clone();
         tryr!(self.store.save(&record).map_err(SessionError::from));
@@ -301,7 +320,7 @@ impl Manager {
             .await
             .map_err(|e| SessionError::Qemu(format!("setting the VNC password: {e}"))));
         laps.lap("qmp_ready");
-        tryr!(vnc_greets(&record.vnc_socket).await);
+        tryr!(vnc_greets(&record.vnc).await);
         laps.lap("vnc_ready");
 
         // Tokens.
@@ -384,6 +403,13 @@ pub(super) fn remove_session_dir(dir: &Path, name: &str) {
                 tracing::warn!(session = %name, error = %e, "cannot remove session directory");
             }
         }
+        // `make_dir` cut short (a crash, a full disk): nothing of value is inside.
+        _ if holds_nothing(dir) => {
+            let _ = std::fs::remove_file(&marker);
+            if let Err(e) = std::fs::remove_dir(dir) {
+                tracing::warn!(session = %name, error = %e, "cannot remove session directory");
+            }
+        }
         Ok(_) => {
             tracing::warn!(session = %name, dir = %dir.display(), "directory marked for another session; left alone")
         }
@@ -392,6 +418,17 @@ pub(super) fn remove_session_dir(dir: &Path, name: &str) {
             tracing::warn!(session = %name, dir = %dir.display(), "directory without darts' marker; left alone")
         }
     }
+}
+
+/// True for what a `make_dir` cut short leaves: the directory with no entry, or with
+/// only an empty marker.
+fn holds_nothing(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .all(|e| e.file_name() == MARKER && e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0))
 }
 
 fn make_dir(dir: &Path) -> Result<(), SessionError> {
@@ -411,20 +448,29 @@ fn make_dir(dir: &Path) -> Result<(), SessionError> {
     std::fs::write(dir.join(MARKER), name).map_err(io)
 }
 
-/// Connects to the VNC socket and reads the RFB greeting.
-async fn vnc_greets(socket: &Path) -> Result<(), SessionError> {
+/// Connects to QEMU's VNC server (unix socket or TCP port) and reads the RFB greeting,
+/// which QEMU sends in clear before any VeNCrypt negotiation.
+async fn vnc_greets(vnc: &vm::VncEndpoint) -> Result<(), SessionError> {
     let check = async {
-        let mut s = tokio::net::UnixStream::connect(socket).await?;
         let mut greeting = [0u8; 12];
-        s.read_exact(&mut greeting).await?;
+        match vnc {
+            vm::VncEndpoint::Unix(path) => {
+                let mut s = tokio::net::UnixStream::connect(path).await?;
+                s.read_exact(&mut greeting).await?;
+            }
+            vm::VncEndpoint::Tcp(addr) => {
+                let mut s = tokio::net::TcpStream::connect(addr).await?;
+                s.read_exact(&mut greeting).await?;
+            }
+        }
         Ok::<_, std::io::Error>(greeting)
     };
     match tokio::time::timeout(READY, check).await {
         Ok(Ok(g)) if g.starts_with(b"RFB ") => Ok(()),
         Ok(Ok(_)) => Err(SessionError::Qemu(
-            "the VNC socket does not speak RFB".into(),
+            "the VNC server does not speak RFB".into(),
         )),
-        Ok(Err(e)) => Err(SessionError::Qemu(format!("VNC socket: {e}"))),
+        Ok(Err(e)) => Err(SessionError::Qemu(format!("VNC server: {e}"))),
         Err(_) => Err(SessionError::Qemu("VNC did not answer in time".into())),
     }
 }
@@ -439,4 +485,34 @@ fn qemu_error(e: vm::VmError) -> SessionError {
 
 fn rng_error() -> SessionError {
     SessionError::Internal("the system random generator failed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_cut_short_is_removed_and_anything_else_kept() {
+        let root = tempfile::tempdir().unwrap();
+        // Made, no marker yet.
+        let bare = root.path().join("darts-aaaaaaaaaaaa");
+        std::fs::create_dir(&bare).unwrap();
+        remove_session_dir(&bare, "darts-aaaaaaaaaaaa");
+        assert!(!bare.exists());
+        // The marker created, its content never written.
+        let empty = root.path().join("darts-bbbbbbbbbbbb");
+        std::fs::create_dir(&empty).unwrap();
+        std::fs::write(empty.join(MARKER), "").unwrap();
+        remove_session_dir(&empty, "darts-bbbbbbbbbbbb");
+        assert!(!empty.exists());
+        // Anything else inside, or another session's marker: left alone.
+        let other = root.path().join("darts-cccccccccccc");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("data"), "keep").unwrap();
+        remove_session_dir(&other, "darts-cccccccccccc");
+        assert!(other.join("data").exists());
+        std::fs::write(other.join(MARKER), "darts-dddddddddddd").unwrap();
+        remove_session_dir(&other, "darts-cccccccccccc");
+        assert!(other.join("data").exists());
+    }
 }

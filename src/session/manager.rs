@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use darts_proxy::rfb::BackendSecurity;
 use darts_proxy::token::TokenKey;
-use darts_proxy::{Route, Target, TokenMap, ViewerChange, ViewerEvent};
+use darts_proxy::{Route, TokenMap, ViewerChange, ViewerEvent};
 use darts_vnc::vnc_auth::Password;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -204,6 +204,8 @@ pub struct Manager {
     pub(super) sys_root: PathBuf,
     pub(super) tasks: TaskTracker,
     pub(super) shutdown: CancellationToken,
+    /// The service's own stop: viewers it cuts are not a one-shot session's end.
+    pub(super) service_stop: std::sync::OnceLock<CancellationToken>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -232,6 +234,7 @@ impl Manager {
             sys_root: PathBuf::from("/sys"),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            service_stop: std::sync::OnceLock::new(),
         });
         mgr.adopt().await;
         let timer = mgr.clone();
@@ -388,6 +391,19 @@ impl Manager {
 
     /// Feeds viewer events from the gateway: counts viewers, and ends a one-shot
     /// session when its connection closes.
+    /// Tells the manager which token stops the service: a one-shot viewer cut because
+    /// darts stops does not end its session (the restart re-adopts it and Manage gives a
+    /// fresh link), since the user did not close it.
+    pub fn set_service_stop(&self, stop: CancellationToken) {
+        let _ = self.service_stop.set(stop);
+    }
+
+    fn service_stopping(&self) -> bool {
+        self.service_stop
+            .get()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+
     pub async fn follow_viewers(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<ViewerEvent>) {
         while let Some(ev) = events.recv().await {
             let live = lock(&self.sessions).get(&*ev.label).cloned();
@@ -403,7 +419,9 @@ impl Manager {
                     let _ = live
                         .viewers
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-                    if ev.one_shot {
+                    if ev.one_shot && self.service_stopping() {
+                        tracing::info!(session = %ev.label, "one-shot viewer cut by darts' stop: session kept");
+                    } else if ev.one_shot {
                         self.request_stop(&live, "one-shot connection closed");
                     }
                 }
@@ -450,7 +468,7 @@ impl Manager {
                 tracing::warn!(session = %record.name, "unreadable token digest in state");
                 continue;
             };
-            let mut route = Route::new(Target::Unix(record.vnc_socket.clone()))
+            let mut route = Route::new(record.vnc_target())
                 .security(security.clone())
                 .view_only(t.view_only)
                 .one_shot(record.oneshot)
@@ -479,8 +497,8 @@ impl Manager {
         };
         let tls = darts_proxy::tls::client_config(&dir.join("ca-cert.pem"), Some(&client))
             .map_err(|e| SessionError::Internal(format!("VNC x509 client credentials: {e}")))?;
-        let server_name = rustls_pki_types::ServerName::try_from("localhost")
-            .map_err(|e| SessionError::Internal(e.to_string()))?;
+        let server_name =
+            vnc_server_name(&record.vnc).map_err(|e| SessionError::Internal(e.to_string()))?;
         Ok(BackendSecurity::X509 {
             tls,
             server_name,
@@ -547,6 +565,20 @@ pub(super) fn info(live: &Live) -> SessionInfo {
     }
 }
 
+/// The name darts checks QEMU's x509 certificate against. On a unix socket, `localhost`
+/// (in every certificate `darts certs init` makes). On TCP, the address QEMU listens on,
+/// which is also what gateways on other hosts connect to: the certificate must list it
+/// as an IP address (`darts certs init --server-name 10.0.0.5`; 127.0.0.1 is there by
+/// default), and `darts config check` says when it does not.
+pub fn vnc_server_name(
+    vnc: &crate::vm::VncEndpoint,
+) -> Result<rustls_pki_types::ServerName<'static>, rustls_pki_types::InvalidDnsNameError> {
+    match vnc {
+        crate::vm::VncEndpoint::Unix(_) => rustls_pki_types::ServerName::try_from("localhost"),
+        crate::vm::VncEndpoint::Tcp(addr) => Ok(addr.ip().into()),
+    }
+}
+
 /// Seconds left before `expires` (0 = no limit gives `None`).
 pub fn time_left(expires: u64) -> Option<u64> {
     (expires != 0).then(|| {
@@ -599,7 +631,7 @@ mod tests {
             dir: dir.path().join("snapshots/darts-aaaaaaaaaaaa"),
             disk: dir.path().join("snapshots/darts-aaaaaaaaaaaa/disk.qcow2"),
             qmp_socket: "/nonexistent/qmp".into(),
-            vnc_socket: "/nonexistent/vnc".into(),
+            vnc: crate::vm::VncEndpoint::Unix("/nonexistent/vnc".into()),
             vnc_security: "password".into(),
             vnc_password: "pw".into(),
             tokens: vec![super::super::record::TokenRecord {

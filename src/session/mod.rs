@@ -12,10 +12,12 @@ mod adopt;
 mod create;
 pub mod manager;
 mod monitor;
+pub mod probe;
 pub mod process;
 pub mod record;
 pub mod secret;
 pub mod store;
+pub mod vnc_port;
 
 pub use manager::{Caller, CreateRequest, Created, Manager, SessionError, SessionInfo};
 pub use record::{Phase, SessionRecord};

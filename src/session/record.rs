@@ -6,7 +6,10 @@
 
 use std::path::PathBuf;
 
+use darts_proxy::Target;
 use serde::{Deserialize, Serialize};
+
+use crate::vm::VncEndpoint;
 
 /// Version of the record format; a record with another version is left alone.
 pub const FORMAT: u32 = 1;
@@ -55,7 +58,10 @@ pub struct SessionRecord {
     pub dir: PathBuf,
     pub disk: PathBuf,
     pub qmp_socket: PathBuf,
-    pub vnc_socket: PathBuf,
+    /// Where QEMU's VNC server listens: key `vnc_socket` (a unix socket; records written
+    /// before TCP listening have only this) or `vnc_tcp` (`qemu_vnc_listen`).
+    #[serde(flatten)]
+    pub vnc: VncEndpoint,
     /// `password` or `x509` (VNC security between darts and QEMU).
     pub vnc_security: String,
     pub vnc_password: String,
@@ -73,6 +79,17 @@ impl SessionRecord {
     pub fn state_path(&self, dir_cfg: &std::path::Path) -> PathBuf {
         dir_cfg.join(Self::file_name(&self.name))
     }
+
+    /// Where a gateway sends the session's bytes.
+    pub fn vnc_target(&self) -> Target {
+        match &self.vnc {
+            VncEndpoint::Unix(path) => Target::Unix(path.clone()),
+            VncEndpoint::Tcp(addr) => Target::Tcp {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+        }
+    }
 }
 
 /// Session names darts makes: `darts-` and 12 lowercase letters or digits. Only files
@@ -89,6 +106,57 @@ pub fn is_session_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record as darts wrote it before VNC could listen on TCP.
+    const UNIX_RECORD: &str = r#"{"darts_session":1,"name":"darts-abcdefgh1234","phase":"running",
+        "user":"alice","machine":"m.qcow2","machine_path":"/m/m.qcow2","cpu":1,"memory_mb":512,
+        "disk_gb":null,"gpu":null,"oneshot":false,"use_master":false,"created":10,"expires":20,
+        "pid":42,"dir":"/s/darts-abcdefgh1234","disk":"/s/darts-abcdefgh1234/disk.qcow2",
+        "qmp_socket":"/s/darts-abcdefgh1234/qmp.sock","vnc_socket":"/s/darts-abcdefgh1234/vnc.sock",
+        "vnc_security":"password","vnc_password":"pw","tokens":[],"remote_host":null}"#;
+
+    #[test]
+    fn records_with_only_a_vnc_socket_still_read() {
+        let r: SessionRecord = serde_json::from_str(UNIX_RECORD).unwrap();
+        assert_eq!(
+            r.vnc,
+            VncEndpoint::Unix("/s/darts-abcdefgh1234/vnc.sock".into())
+        );
+        assert_eq!(r.pid, Some(42));
+        assert_eq!(
+            r.vnc_target(),
+            Target::Unix("/s/darts-abcdefgh1234/vnc.sock".into())
+        );
+        // Written back, the same key.
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["vnc_socket"], "/s/darts-abcdefgh1234/vnc.sock");
+        assert!(v.get("vnc_tcp").is_none());
+    }
+
+    #[test]
+    fn tcp_endpoints_round_trip() {
+        let mut r: SessionRecord = serde_json::from_str(UNIX_RECORD).unwrap();
+        for (addr, host) in [("127.0.0.1:5903", "127.0.0.1"), ("[::1]:5910", "::1")] {
+            r.vnc = VncEndpoint::Tcp(addr.parse().unwrap());
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["vnc_tcp"], addr);
+            assert!(v.get("vnc_socket").is_none(), "{v}");
+            let back: SessionRecord = serde_json::from_value(v).unwrap();
+            assert_eq!(back, r);
+            let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+            assert_eq!(
+                back.vnc_target(),
+                Target::Tcp {
+                    host: host.into(),
+                    port
+                }
+            );
+        }
+        // A record with neither key is unreadable, not silently without a display.
+        let mut v: serde_json::Value = serde_json::from_str(UNIX_RECORD).unwrap();
+        v.as_object_mut().unwrap().remove("vnc_socket");
+        assert!(serde_json::from_value::<SessionRecord>(v).is_err());
+    }
 
     #[test]
     fn session_names() {

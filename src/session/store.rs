@@ -180,7 +180,7 @@ mod tests {
             dir: "/s".into(),
             disk: "/s/disk.qcow2".into(),
             qmp_socket: "/s/qmp.sock".into(),
-            vnc_socket: "/s/vnc.sock".into(),
+            vnc: crate::vm::VncEndpoint::Unix("/s/vnc.sock".into()),
             vnc_security: "password".into(),
             vnc_password: "secret".into(),
             tokens: vec![],

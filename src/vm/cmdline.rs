@@ -1,14 +1,17 @@
 //! The QEMU command line of a session, in the original's order (devices, then the boot
-//! medium, GPU and shared folders), with QMP and VNC on unix sockets and `-daemonize`
-//! (see the `vm` module doc for how the caller runs it).
+//! medium, GPU and shared folders), with QMP on a unix socket, VNC on a unix socket or a
+//! TCP port, and `-daemonize` (see the `vm` module doc for how the caller runs it).
 //!
 //! Paths and names that go into a comma-separated option (`-drive file=…`, `-vnc unix:…`)
 //! have their commas doubled, QEMU's escape; options that take a bare file name
 //! (`-cdrom`, `-pidfile`) get it as is.
 
 use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use super::accel::{self, Accel};
 
@@ -39,12 +42,53 @@ pub struct LaunchSpec {
     pub mounts: Vec<PathBuf>,
     /// Options from configuration scripts, inserted after the standard devices.
     pub extra_args: Vec<String>,
-    pub vnc_socket: PathBuf,
+    pub vnc: VncEndpoint,
     pub vnc_auth: VncAuth,
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
     /// Shares the clipboard with the guest (needs spice-vdagent in the guest).
     pub clipboard: bool,
+}
+
+/// QEMU's VNC display numbers count from this port (`-vnc HOST:0` listens on 5900).
+pub const VNC_BASE_PORT: u16 = 5900;
+
+/// Where a session's VNC server listens. Flattened into a session record, the variant is
+/// the key: `vnc_socket` (every record written before TCP listening existed has it) or
+/// `vnc_tcp` (`"127.0.0.1:5901"`, `"[::1]:5901"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VncEndpoint {
+    /// A unix socket in the session directory, reached by this darts only.
+    #[serde(rename = "vnc_socket")]
+    Unix(PathBuf),
+    /// A TCP port (`qemu_vnc_listen`), which gateways on other hosts can reach too. The
+    /// port is at least [`VNC_BASE_PORT`]: QEMU takes a display number, not a port.
+    #[serde(rename = "vnc_tcp")]
+    Tcp(SocketAddr),
+}
+
+impl VncEndpoint {
+    /// The value of `-vnc` before its options: `unix:PATH`, `HOST:DISPLAY` or
+    /// `[IPV6]:DISPLAY` (QEMU's bracket syntax).
+    pub fn qemu_address(&self) -> Result<OsString, CmdlineError> {
+        match self {
+            Self::Unix(path) => Ok(concat(&[
+                OsStr::new("unix:"),
+                &escape_opt(path.as_os_str()),
+            ])),
+            Self::Tcp(addr) => {
+                let display = addr
+                    .port()
+                    .checked_sub(VNC_BASE_PORT)
+                    .ok_or(CmdlineError::VncPortTooLow(addr.port()))?;
+                let host = match addr {
+                    SocketAddr::V4(a) => a.ip().to_string(),
+                    SocketAddr::V6(a) => format!("[{}]", a.ip()),
+                };
+                Ok(OsString::from(format!("{host}:{display}")))
+            }
+        }
+    }
 }
 
 /// How QEMU's VNC server authenticates darts.
@@ -58,8 +102,15 @@ pub enum VncAuth {
     X509 { dir: PathBuf, password: bool },
 }
 
+/// Why a command line cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("VNC port {0} is below {VNC_BASE_PORT}: QEMU takes a display number (port - {VNC_BASE_PORT})")]
+    VncPortTooLow(u16),
+}
+
 /// The arguments after the program name.
-pub fn build(spec: &LaunchSpec) -> Vec<OsString> {
+pub fn build(spec: &LaunchSpec) -> Result<Vec<OsString>, CmdlineError> {
     let mut a = Args::default();
     a.add(["-smp", &spec.cpu.to_string()]);
     a.add(["-name"]);
@@ -123,10 +174,7 @@ pub fn build(spec: &LaunchSpec) -> Vec<OsString> {
         &escape_opt(spec.qmp_socket.as_os_str()),
         OsStr::new(",server=on,wait=off"),
     ]));
-    let vnc = concat(&[
-        OsStr::new("unix:"),
-        &escape_opt(spec.vnc_socket.as_os_str()),
-    ]);
+    let vnc = spec.vnc.qemu_address()?;
     match &spec.vnc_auth {
         VncAuth::Password => {
             a.add(["-vnc"]);
@@ -150,7 +198,7 @@ pub fn build(spec: &LaunchSpec) -> Vec<OsString> {
     }
     a.add(["-daemonize", "-pidfile"]);
     a.push(&spec.pidfile);
-    a.0
+    Ok(a.0)
 }
 
 /// `-fsdev … -device virtio-9p-pci …` for `dir`, seen in the guest as
@@ -237,7 +285,7 @@ mod tests {
             gpu: None,
             mounts: Vec::new(),
             extra_args: Vec::new(),
-            vnc_socket: "/s/darts_abc/vnc.sock".into(),
+            vnc: VncEndpoint::Unix("/s/darts_abc/vnc.sock".into()),
             vnc_auth: VncAuth::Password,
             qmp_socket: "/s/darts_abc/qmp.sock".into(),
             pidfile: "/s/darts_abc/qemu.pid".into(),
@@ -247,6 +295,7 @@ mod tests {
 
     fn strings(spec: &LaunchSpec) -> Vec<String> {
         build(spec)
+            .unwrap()
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect()
@@ -387,6 +436,54 @@ mod tests {
     }
 
     #[test]
+    fn tcp_endpoints_become_display_numbers() {
+        let mut s = spec();
+        s.vnc = VncEndpoint::Tcp("127.0.0.1:5901".parse().unwrap());
+        assert_eq!(
+            value_of(&strings(&s), "-vnc").unwrap(),
+            "127.0.0.1:1,password=on"
+        );
+        s.vnc = VncEndpoint::Tcp("10.0.0.5:5900".parse().unwrap());
+        assert_eq!(
+            value_of(&strings(&s), "-vnc").unwrap(),
+            "10.0.0.5:0,password=on"
+        );
+        // IPv6 in QEMU's bracket syntax.
+        s.vnc = VncEndpoint::Tcp("[::1]:5910".parse().unwrap());
+        assert_eq!(
+            value_of(&strings(&s), "-vnc").unwrap(),
+            "[::1]:10,password=on"
+        );
+        s.vnc = VncEndpoint::Tcp("[fd00::5]:6001".parse().unwrap());
+        s.vnc_auth = VncAuth::X509 {
+            dir: "/etc/darts/vnc-tls/server".into(),
+            password: true,
+        };
+        let a = strings(&s);
+        assert_eq!(
+            value_of(&a, "-vnc").unwrap(),
+            "[fd00::5]:101,tls-creds=vnctls0,password=on"
+        );
+        assert!(value_of(&a, "-object")
+            .unwrap()
+            .starts_with("tls-creds-x509,id=vnctls0,"));
+        // QMP stays on its unix socket.
+        assert_eq!(
+            value_of(&a, "-qmp").unwrap(),
+            "unix:/s/darts_abc/qmp.sock,server=on,wait=off"
+        );
+    }
+
+    #[test]
+    fn a_port_below_5900_is_refused() {
+        let mut s = spec();
+        s.vnc = VncEndpoint::Tcp("127.0.0.1:5899".parse().unwrap());
+        assert_eq!(build(&s), Err(CmdlineError::VncPortTooLow(5899)));
+        s.vnc = VncEndpoint::Tcp("127.0.0.1:80".parse().unwrap());
+        assert!(build(&s).unwrap_err().to_string().contains("below 5900"));
+    }
+
+    #[test]
     fn clipboard_off_leaves_out_the_agent() {
         let mut s = spec();
         s.clipboard = false;
@@ -421,7 +518,7 @@ mod tests {
         s.gpu = Some("01:00.0,rombar=0".into());
         s.mounts = vec![share.clone()];
         s.qmp_socket = "/s/a,b/qmp.sock".into();
-        s.vnc_socket = "/s/a,b/vnc.sock".into();
+        s.vnc = VncEndpoint::Unix("/s/a,b/vnc.sock".into());
         s.pidfile = "/s/a,b/qemu.pid".into();
         s.vnc_auth = VncAuth::X509 {
             dir: "/c,d".into(),

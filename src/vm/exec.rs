@@ -212,7 +212,7 @@ fn first_arg<S: AsRef<OsStr>>(args: &[S]) -> String {
 /// exits once the VM is set up (0) or has failed (non-zero, the reason on stderr), which
 /// must happen within `timeout` (else it is killed, with the daemon if it wrote its pid).
 pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<u32, VmError> {
-    let args = cmdline::build(spec);
+    let args = cmdline::build(spec)?;
     // The command line holds no secret: passwords are set over QMP afterwards.
     tracing::info!(vm = %spec.name, exec = %spec.exec.display(), ?args, "starting QEMU");
     let mut child = Command::new(&spec.exec)

@@ -17,8 +17,10 @@
 //! - under systemd, run darts with `KillMode=process` (or start VMs outside darts' cgroup),
 //!   otherwise stopping the service kills the VMs with it.
 //!
-//! VNC listens on a unix socket only, with a password (set later over QMP `set_password`)
-//! or x509 client certificates; there is no `-display none`: VNC is the display.
+//! VNC listens on a unix socket in the session directory, or on a TCP port of
+//! `qemu_vnc_listen` that gateways on other hosts can reach, with a password (set later
+//! over QMP `set_password`) or x509 client certificates; there is no `-display none`: VNC
+//! is the display.
 
 pub mod accel;
 pub mod cmdline;
@@ -29,7 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use accel::Accel;
-pub use cmdline::{LaunchSpec, VncAuth};
+pub use cmdline::{LaunchSpec, VncAuth, VncEndpoint};
 
 /// Errors preparing or starting a VM.
 #[derive(Debug, thiserror::Error)]
@@ -73,4 +75,47 @@ pub enum VmError {
     Launch { status: String, stderr: String },
     #[error("QEMU started but its pidfile {path} is unusable: {detail}")]
     Pidfile { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Cmdline(#[from] cmdline::CmdlineError),
+}
+
+impl VmError {
+    /// QEMU could not start because the TCP port of its VNC server was taken, by a
+    /// program that bound it after darts found it free; another port may work.
+    pub fn vnc_address_in_use(&self) -> bool {
+        match self {
+            Self::Launch { stderr, .. } => stderr
+                .lines()
+                .any(|l| l.contains("-vnc ") && l.contains("Address already in use")),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_taken_vnc_port_is_a_vnc_address_in_use() {
+        let launch = |stderr: &str| VmError::Launch {
+            status: "exit status: 1".into(),
+            stderr: stderr.into(),
+        };
+        // QEMU 10's words.
+        assert!(launch(
+            "qemu-system-x86_64: -vnc 127.0.0.1:77,password=on: Failed to find an available port: Address already in use"
+        )
+        .vnc_address_in_use());
+        // Another option's port (a boot script's serial console) is not the VNC port.
+        assert!(!launch(
+            "qemu-system-x86_64: -serial tcp::4444,server=on: Failed to find an available port: Address already in use"
+        )
+        .vnc_address_in_use());
+        assert!(
+            !launch("qemu-system-x86_64: -vnc unix:/x: No such file or directory")
+                .vnc_address_in_use()
+        );
+        assert!(!VmError::UnsupportedArch("sparc").vnc_address_in_use());
+    }
 }

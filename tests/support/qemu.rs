@@ -602,6 +602,11 @@ impl RfbOverWs {
         u
     }
 
+    /// The websocket, for tests that go on below RFB (raw frames, close reasons).
+    pub fn into_ws(self) -> Ws {
+        self.ws
+    }
+
     /// Waits for the websocket close frame; returns its code (1005 if it has none).
     pub async fn expect_close(&mut self, timeout: Duration) -> u16 {
         let deadline = tokio::time::Instant::now() + timeout;

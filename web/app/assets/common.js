@@ -165,6 +165,23 @@ const Darts = (() => {
     forget(name) {
       sessionStorage.removeItem('darts-links:' + name);
     },
+    /** Follows a peer's one-time hand-off to its connect page, carrying the links in the
+     * URL's fragment (never sent to a server; the connect page stores and removes it). */
+    handOff(data) {
+      const carried = { url: data.url, view_url: data.view_url };
+      window.location.assign(data.handoff_url + '#links=' + encodeURIComponent(JSON.stringify(carried)));
+    },
+    /** Takes links handed over in the fragment by `handOff`. */
+    adoptFragment(name) {
+      if (!window.location.hash.startsWith('#links=')) return;
+      try {
+        const value = JSON.parse(decodeURIComponent(window.location.hash.slice(7)));
+        if (value && typeof value.url === 'string') this.save(name, value);
+      } catch (e) {
+        // A damaged fragment: "Get a link" still works.
+      }
+      window.history.replaceState(null, '', window.location.pathname);
+    },
   };
 
   /** An SVG string from the server (the QR code) as a DOM node, without scripts. */

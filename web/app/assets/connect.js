@@ -137,6 +137,7 @@
   }));
 
   async function start() {
+    Darts.links.adoptFragment(name);
     try {
       const config = await Darts.load();
       level = config.layout.level;

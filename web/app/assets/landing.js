@@ -142,6 +142,12 @@
           oneshot: $('oneshot').checked,
         };
         const { data } = await Darts.api('POST', 'api/sessions', body);
+        if (data.handoff_url) {
+          // Another server had room: its connect page, logged in there by the hand-off.
+          progress(`Your machine is ready on ${data.node}.`, false);
+          Darts.links.handOff(data);
+          return;
+        }
         Darts.links.save(data.session.name, { url: data.url, view_url: data.view_url, qr_svg: data.qr_svg });
         progress('Your machine is ready.', false);
         window.location.assign(new URL('connect/' + encodeURIComponent(data.session.name), Darts.base));

@@ -13,7 +13,9 @@
   const columns = [
     ['End date', 'expires', (s) => el('span', { title: 'Started ' + Darts.date(s.created) },
       s.expires === 0 ? 'No limit' : Darts.date(s.expires))],
-    ['Name', 'name', (s) => el('a', { href: 'connect/' + encodeURIComponent(s.name) }, s.name)],
+    ['Name', 'name', (s) => (s.node_url ? s.name
+      : el('a', { href: 'connect/' + encodeURIComponent(s.name) }, s.name))],
+    ['Server', 'node', (s) => s.node || '—'],
     ['Machine', 'machine', (s) => s.machine],
     ['User', 'user', (s) => s.user],
     ['Time left', 'time_left', (s) => (s.time_left === null ? '—' : Darts.duration(s.time_left))],
@@ -26,11 +28,11 @@
   function actions(s) {
     return el('div', { class: 'row-actions' },
       s.oneshot && s.viewers > 0 ? el('span', { class: 'note' }, 'one-shot, in use')
-        : el('button', { type: 'button', class: 'secondary', onclick: () => connect(s.name),
+        : el('button', { type: 'button', class: 'secondary', onclick: () => connect(s),
           'aria-label': `Connect to ${s.name}` }, 'Connect'),
-      s.extendable ? el('button', { type: 'button', class: 'secondary', onclick: () => extend(s.name),
+      s.extendable ? el('button', { type: 'button', class: 'secondary', onclick: () => extend(s),
         'aria-label': `Add 24 hours to ${s.name}` }, '+24 h') : null,
-      el('button', { type: 'button', class: 'danger', onclick: () => stop(s.name),
+      el('button', { type: 'button', class: 'danger', onclick: () => stop(s),
         'aria-label': `Stop ${s.name}` }, 'Stop'));
   }
 
@@ -83,10 +85,24 @@
     $('server').hidden = false;
   }
 
+  /** The API path of a session: on a peer, the action runs there for the same user. */
+  function path(s, action) {
+    const where = s.node_url ? `?node=${encodeURIComponent(s.node)}` : '';
+    return `api/sessions/${encodeURIComponent(s.name)}${action ? '/' + action : ''}${where}`;
+  }
+
+  function peerNotice(peers) {
+    const down = (peers || []).filter((p) => !p.ok);
+    $('peers-note').hidden = down.length === 0;
+    $('peers-note').textContent = down.length === 0 ? ''
+      : `Not shown: sessions on ${down.map((p) => p.url).join(', ')}, which did not answer.`;
+  }
+
   async function refresh() {
     try {
       const { data } = await Darts.api('GET', 'api/sessions');
       sessions = data.sessions;
+      peerNotice(data.peers);
       draw();
       if (me.admin) card((await Darts.api('GET', 'api/status')).data);
     } catch (e) {
@@ -106,25 +122,28 @@
     await refresh();
   }
 
-  function connect(name) {
+  function connect(s) {
     return act(async () => {
-      const { data } = await Darts.api('POST', `api/sessions/${encodeURIComponent(name)}/connect`);
-      Darts.links.save(name, { url: data.url, view_url: data.view_url, qr_svg: data.qr_svg });
-      window.location.assign(new URL('connect/' + encodeURIComponent(name), Darts.base));
+      const { data } = await Darts.api('POST', path(s, 'connect'));
+      if (data.handoff_url) {
+        Darts.links.handOff(data);
+        return;
+      }
+      Darts.links.save(s.name, { url: data.url, view_url: data.view_url, qr_svg: data.qr_svg });
+      window.location.assign(new URL('connect/' + encodeURIComponent(s.name), Darts.base));
     });
   }
 
-  function extend(name) {
-    return act(() => Darts.api('POST', `api/sessions/${encodeURIComponent(name)}/extend`),
-      `24 hours were added to ${name}.`);
+  function extend(s) {
+    return act(() => Darts.api('POST', path(s, 'extend')), `24 hours were added to ${s.name}.`);
   }
 
-  function stop(name) {
-    if (!window.confirm(`Stop ${name}? Everything in it is lost.`)) return Promise.resolve();
+  function stop(s) {
+    if (!window.confirm(`Stop ${s.name}? Everything in it is lost.`)) return Promise.resolve();
     return act(async () => {
-      await Darts.api('DELETE', 'api/sessions/' + encodeURIComponent(name));
-      Darts.links.forget(name);
-    }, `${name} was stopped.`, `Stopping ${name}…`);
+      await Darts.api('DELETE', path(s, ''));
+      Darts.links.forget(s.name);
+    }, `${s.name} was stopped.`, `Stopping ${s.name}…`);
   }
 
   $('purge').addEventListener('click', () => {
