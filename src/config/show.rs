@@ -11,16 +11,20 @@ pub const HIDDEN: &str = "\"********\"";
 /// passwd, password, secret or key.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    // `token_redis` may hold the Redis password (websockify's `host:port:db:password`).
-    key == "token_redis"
-        || ["passwd", "password", "secret", "key"]
-            .iter()
-            .any(|w| key.contains(w))
+    ["passwd", "password", "secret", "key"]
+        .iter()
+        .any(|w| key.contains(w))
 }
 
 /// The text to show instead of `value` when it is a secret: a secret key's value that is
 /// not empty and not a file path (`certificate_key = "/etc/ssl/private/x.key"` is shown).
 pub fn redacted(key: &str, value: &toml::Value) -> Option<&'static str> {
+    if key == "token_redis" {
+        return value
+            .as_str()
+            .is_some_and(redis_source_has_password)
+            .then_some(HIDDEN);
+    }
     if !is_secret_key(key) {
         return None;
     }
@@ -28,6 +32,15 @@ pub fn redacted(key: &str, value: &toml::Value) -> Option<&'static str> {
         toml::Value::String(s) if s.is_empty() || is_path(s) => None,
         _ => Some(HIDDEN),
     }
+}
+
+/// A Redis source with a password: `redis://user:pw@host` or websockify's
+/// `host:port:db:password[:namespace]`.
+fn redis_source_has_password(s: &str) -> bool {
+    if s.contains("://") {
+        return s.contains('@');
+    }
+    s.split(':').nth(3).is_some_and(|pw| !pw.is_empty())
 }
 
 fn is_path(s: &str) -> bool {
@@ -72,6 +85,21 @@ pub fn render(loaded: &Loaded) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_sources_are_hidden_when_they_hold_a_password() {
+        let s = |v: &str| toml::Value::String(v.into());
+        assert_eq!(
+            redacted("token_redis", &s("r.example:6379:0:pw")),
+            Some(HIDDEN)
+        );
+        assert_eq!(
+            redacted("token_redis", &s("redis://:pw@r.example/0")),
+            Some(HIDDEN)
+        );
+        assert_eq!(redacted("token_redis", &s("r.example:6379:0::ns")), None);
+        assert_eq!(redacted("token_redis", &s("redis://r.example/0")), None);
+    }
 
     #[test]
     fn secrets_by_name_unless_a_path_or_empty() {
