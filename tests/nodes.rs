@@ -533,3 +533,69 @@ fn config_check_refuses_unusable_peer_settings() {
     }
     assert!(Path::new(&cfg).exists());
 }
+
+#[test]
+fn in_chromium_a_full_node_hands_the_user_to_the_peer_and_manage_lists_it() {
+    let node = qemu::require_program("node");
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        qemu::repo_path("tests/e2e/node/node_modules/playwright-core").is_dir()
+            && chromium.is_file(),
+        "Chromium and playwright-core are needed: run `bash tests/setup.sh`"
+    );
+    let mesh = Mesh::new("nodes-browser");
+    // The landing page offers exactly what the demo machine runs with.
+    let layout = "layout_cpu = [1]\nlayout_memory = [0.25]\n";
+    let mut b = mesh.node("b", 1, layout);
+    b.launch();
+    // B under another host name: cookies are per host, not per port, so two nodes on
+    // 127.0.0.1 would share (and overwrite) one login cookie in the browser.
+    let b_url = format!("https://localhost:{}/darts", b.addr.port());
+    let mut a = mesh.node(
+        "a",
+        1,
+        &format!("{layout}fallback_servers = [\"{b_url}\"]\n"),
+    );
+    a.launch();
+    a.start_session(&[]);
+
+    let out = std::process::Command::new(node)
+        .arg(qemu::repo_path("tests/e2e/node/darts-nodes.js"))
+        .args(["--base", &format!("{}/", url_of(&a))])
+        .args(["--user", "frank", "--machine", "demo.img"])
+        .arg("--out")
+        .arg(qemu::artifacts_dir())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no JSON from darts-nodes.js:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let j: Value = serde_json::from_str(line).unwrap();
+    assert!(out.status.success(), "{j}\nA's log:\n{}", a.log());
+    // The user is on B's connect page, logged in there, with B's link in hand.
+    let page = j["connect_page"].as_str().unwrap();
+    assert!(page.starts_with(&format!("{b_url}/connect/darts-")), "{j}");
+    assert!(
+        !page.contains('#'),
+        "the links stay out of the address bar: {page}"
+    );
+    assert_eq!(j["user_on_peer"], "frank");
+    let href = j["connect_href"].as_str().unwrap();
+    assert!(href.starts_with(&b_url) && href.contains("token="), "{j}");
+    // A's Manage page lists it on server b.
+    assert_eq!(j["manage_servers"], json!(["b"]), "{j}");
+    assert!(
+        j["console_errors"].as_array().unwrap().is_empty(),
+        "errors in the pages: {j}"
+    );
+}
