@@ -57,13 +57,30 @@ impl Target {
                     stream.set_nodelay(true)?;
                     Ok(Backend::Tcp(stream))
                 }
-                Self::Unix(path) => Ok(Backend::Unix(UnixStream::connect(path).await?)),
+                Self::Unix(path) => Ok(Backend::Unix(connect_unix(path).await?)),
             }
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) => Err(ConnectError::Io(e)),
             Err(_) => Err(ConnectError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Pause between two connects to a unix socket whose accept queue is full.
+const UNIX_BUSY_PAUSE: Duration = Duration::from_millis(5);
+
+/// Connects to a unix socket. Unlike TCP, a full accept queue (several viewers opening a
+/// session at once) fails at once with `EAGAIN`; the listener is alive and about to
+/// accept, so the connect is tried again until the caller's deadline.
+async fn connect_unix(path: &std::path::Path) -> std::io::Result<UnixStream> {
+    loop {
+        match UnixStream::connect(path).await {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(UNIX_BUSY_PAUSE).await;
+            }
+            other => return other,
         }
     }
 }
@@ -151,6 +168,58 @@ impl AsyncWrite for Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_unix_socket_with_a_full_accept_queue_is_waited_for() {
+        let dir = tempfile_dir();
+        let path = dir.join("vnc.sock");
+        let socket = tokio::net::UnixSocket::new_stream().unwrap();
+        socket.bind(&path).unwrap();
+        let listener = socket.listen(1).unwrap();
+        // Fill the queue: connects that nobody accepts, until one is refused with EAGAIN.
+        let mut held = Vec::new();
+        loop {
+            match UnixStream::connect(&path).await {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                    break;
+                }
+            }
+            assert!(held.len() < 64, "the accept queue never filled");
+        }
+        // The listener accepts a little later: the connect waits for it, within its bound.
+        let accepting = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut accepted = Vec::new();
+            for _ in 0..=held.len() {
+                accepted.push(listener.accept().await.unwrap());
+            }
+            (accepted, held)
+        });
+        let target = Target::Unix(path.clone());
+        assert!(matches!(
+            target.connect(Duration::from_secs(5)).await,
+            Ok(Backend::Unix(_))
+        ));
+        drop(accepting.await.unwrap());
+        // Nobody listening at all is still an immediate error, not a wait.
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            target.connect(Duration::from_secs(5)).await,
+            Err(ConnectError::Io(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!("darts-target-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[test]
     fn parses_websockify_target_syntax() {
