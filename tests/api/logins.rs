@@ -1,0 +1,214 @@
+//! Logging in and out: passwords, back-off, e-mailed links, no authenticator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use darts::api::login::OpenLogin;
+use serde_json::json;
+
+use crate::client::{assert_api_headers, assert_secure, request};
+use crate::fakes::INVALID;
+use crate::harness::Web;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_config_and_logout() {
+    let web = Web::start("api-login", "").await;
+    let anonymous = web.browser();
+
+    // Before logging in: the page set-up, no user, no CSRF token.
+    let r = anonymous.get("/api/config").await;
+    assert_eq!(r.status, 200);
+    assert_api_headers(&r);
+    let c = r.json();
+    assert_eq!(c["title"], "Test desktops");
+    assert_eq!(c["layout"]["cpu"], json!([1, 2, 4096]));
+    assert_eq!(c["layout"]["memory"], json!([0.25, 0.5]));
+    assert_eq!(c["layout"]["lifetime"], json!([1, 2]));
+    assert_eq!(c["layout"]["level"], 1);
+    assert_eq!(c["layout"]["resize"], "remote");
+    assert_eq!(c["layout"]["gpu"], false);
+    assert!(c["layout"]["terms"].as_str().unwrap().contains("Terms and"));
+    assert_eq!(
+        c["machines"],
+        json!([{ "name": "demo.img", "description": "Test guest" }])
+    );
+    assert_eq!(c["auth"]["open"], false);
+    assert!(c["user"].is_null() && c.get("csrf").is_none());
+    // The whole catalogue, with what can run.
+    let m = anonymous.get("/api/machines").await.json();
+    assert_eq!(
+        m["machines"],
+        json!([
+            { "name": "demo.img", "description": "Test guest", "available": true },
+            { "name": "absent.qcow2", "description": "Not downloaded", "available": false },
+        ])
+    );
+
+    // A wrong password and an unknown user get the same answer.
+    let mut b = web.browser();
+    let wrong = b.login("alice", "nope").await;
+    let unknown = b.at_addr("192.0.2.50").login("mallory", "x").await;
+    for r in [&wrong, &unknown] {
+        let e = r.assert_error(401, "invalid_credentials");
+        assert_eq!(e["message"], INVALID);
+        assert!(r.header("set-cookie").is_none());
+    }
+    assert_eq!(wrong.body, unknown.body);
+
+    // Logging in sets a strict, HttpOnly cookie under the prefix (not Secure on plain HTTP).
+    let r = b.login("root", "root-pw").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_api_headers(&r);
+    let body = r.json();
+    assert_eq!(
+        (body["user"].as_str(), body["admin"].as_bool()),
+        (Some("root"), Some(true))
+    );
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.starts_with("darts_login="), "{cookie}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/darts"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // Behind a TLS-terminating proxy it is Secure.
+    let mut tls = web.browser().with_header("X-Forwarded-Proto", "https");
+    let r = tls.login("bob", "bob-pw").await;
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+
+    let c = b.get("/api/config").await.json();
+    assert_eq!(c["user"]["name"], "root");
+    assert_eq!(c["user"]["admin"], true);
+    assert_eq!(c["csrf"].as_str(), b.csrf.as_deref());
+    let bob = web.login("bob", "bob-pw").await;
+    assert_eq!(bob.get("/api/config").await.json()["user"]["admin"], false);
+
+    // Logging in again replaces the browser's login.
+    let before = b.clone();
+    assert_eq!(b.login("root", "root-pw").await.status, 200);
+    assert_ne!(before.cookie, b.cookie);
+    before
+        .get("/api/sessions")
+        .await
+        .assert_error(401, "login_required");
+
+    // Logout needs the CSRF token, then ends the login.
+    let mut no_token = b.clone();
+    no_token.csrf = None;
+    no_token
+        .send("POST", "/api/logout", None)
+        .await
+        .assert_error(403, "csrf");
+    let r = b.send("POST", "/api/logout", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert!(b.get("/api/config").await.json()["user"].is_null());
+    b.get("/api/sessions")
+        .await
+        .assert_error(401, "login_required");
+    // Bob's login is untouched.
+    assert_eq!(bob.get("/api/sessions").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_logins_back_off_per_user_and_per_address() {
+    // login_max_failures = 2: the third failure locks for 1 s, the next for 2 s, …
+    let web = Web::start("api-backoff", "").await;
+
+    // Per user: Alice's password guessed from three addresses.
+    for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        let r = web.browser().at_addr(ip).login("alice", "guess").await;
+        r.assert_error(401, "invalid_credentials");
+    }
+    // Now even the right password, from a fresh address, is refused unseen.
+    let mut b = web.browser().at_addr("192.0.2.4");
+    let r = b.login("alice", "alice-pw").await;
+    let e = r.assert_error(429, "rate_limited");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert_eq!(e["retry_after"], wait);
+    assert_api_headers(&r);
+    // Other users are not affected.
+    assert_eq!(
+        web.browser()
+            .at_addr("192.0.2.5")
+            .login("bob", "bob-pw")
+            .await
+            .status,
+        200
+    );
+
+    // Per address: one client trying many user names is locked out, whoever it tries next.
+    for user in ["u1", "u2", "u3"] {
+        web.browser()
+            .at_addr("198.51.100.7")
+            .login(user, "x")
+            .await
+            .assert_error(401, "invalid_credentials");
+    }
+    web.browser()
+        .at_addr("198.51.100.7")
+        .login("root", "root-pw")
+        .await
+        .assert_error(429, "rate_limited");
+
+    // The lock ends after Retry-After; then the right password works again.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let r = b.login("alice", "alice-pw").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_address_gets_a_one_time_login_link() {
+    let web = Web::start("api-email", "").await;
+    let mut b = web.browser();
+    let r = b.login("carol@example.org", "").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["code"], "email_sent");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("carol@example.org"));
+    assert!(r.header("set-cookie").is_none());
+
+    let (to, link) = web.mailer.sent.lock().unwrap()[0].clone();
+    assert_eq!(to, "carol@example.org");
+    let prefix = format!("http://{}/darts/api/login/link?token=", web.addr);
+    assert!(link.starts_with(&prefix), "{link}");
+    let path = &link[format!("http://{}", web.addr).len()..];
+
+    // The link logs in once, and sends the browser on to the landing page.
+    let r = request(web.addr, "GET", path, &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_secure(&r);
+    assert!(r.text().contains("url=../../"));
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    b.cookie = Some(cookie.split(';').next().unwrap().to_owned());
+    let c = b.get("/api/config").await.json();
+    assert_eq!(c["user"]["name"], "carol@example.org");
+    assert_eq!(c["user"]["email"], "carol@example.org");
+    let again = request(web.addr, "GET", path, &[], None).await;
+    assert_eq!(again.status, 401);
+    assert!(again.header("set-cookie").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_authenticator_any_name_is_accepted() {
+    let web = Web::with("api-open", "", Arc::new(OpenLogin), true).await;
+    let b = web.browser();
+    assert_eq!(b.get("/api/config").await.json()["auth"]["open"], true);
+    let dave = web.login("dave", "").await;
+    let c = dave.get("/api/config").await.json();
+    assert_eq!(c["user"]["name"], "dave");
+    assert_eq!(c["user"]["admin"], false);
+    // Still one user per name, and names keep the original's character class.
+    assert!(dave.get("/api/sessions").await.json()["sessions"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    web.browser()
+        .login("../../etc", "")
+        .await
+        .assert_error(400, "invalid_field");
+}
