@@ -71,6 +71,26 @@ certificate_key = "{tls_key}"
         )
     }
 
+    /// Nodes B and C (allowing `b_max` and `c_max` sessions), then A (one session, plus
+    /// `a_extra` settings) whose peers are B then C; all three started.
+    fn three(&self, b_max: u32, c_max: u32, a_extra: &str) -> (Service, Service, Service) {
+        let mut b = self.node("b", b_max, "");
+        let mut c = self.node("c", c_max, "");
+        b.launch();
+        c.launch();
+        let mut a = self.node(
+            "a",
+            1,
+            &format!(
+                "fallback_servers = [\"{}\", \"{}\"]\n{a_extra}",
+                url_of(&b),
+                url_of(&c)
+            ),
+        );
+        a.launch();
+        (a, b, c)
+    }
+
     fn tls(&self) -> Arc<rustls::ClientConfig> {
         client_tls(&self.certs.ca_pem)
     }
@@ -145,20 +165,7 @@ fn names_by_node(list: &Value) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_node_places_sessions_on_its_peers_and_lists_them_all() {
     let mesh = Mesh::new("nodes-place");
-    let mut b = mesh.node("b", 1, "");
-    let mut c = mesh.node("c", 2, "");
-    b.launch();
-    c.launch();
-    let mut a = mesh.node(
-        "a",
-        1,
-        &format!(
-            "fallback_servers = [\"{}\", \"{}\"]\n",
-            url_of(&b),
-            url_of(&c)
-        ),
-    );
-    a.launch();
+    let (a, b, c) = mesh.three(1, 2, "");
     let mut user = Browser::new(mesh.server(&a));
     user.login("alice").await;
 
@@ -255,20 +262,7 @@ async fn a_full_node_places_sessions_on_its_peers_and_lists_them_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_killed_during_a_creation_is_passed_over_for_the_next() {
     let mesh = Mesh::new("nodes-kill");
-    let mut b = mesh.node("b", 2, "");
-    let mut c = mesh.node("c", 2, "");
-    b.launch();
-    c.launch();
-    let mut a = mesh.node(
-        "a",
-        1,
-        &format!(
-            "fallback_servers = [\"{}\", \"{}\"]\n",
-            url_of(&b),
-            url_of(&c)
-        ),
-    );
-    a.launch();
+    let (a, mut b, _c) = mesh.three(2, 2, "");
     a.start_session(&[]);
     let mut user = Browser::new(mesh.server(&a));
     user.login("carol").await;
@@ -329,20 +323,7 @@ async fn a_peer_killed_during_a_creation_is_passed_over_for_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_peer_is_skipped_within_the_timeout() {
     let mesh = Mesh::new("nodes-hung");
-    let mut b = mesh.node("b", 2, "");
-    let mut c = mesh.node("c", 2, "");
-    b.launch();
-    c.launch();
-    let mut a = mesh.node(
-        "a",
-        1,
-        &format!(
-            "fallback_servers = [\"{}\", \"{}\"]\nfallback_timeout = 2\nfallback_status_cache = 0\n",
-            url_of(&b),
-            url_of(&c)
-        ),
-    );
-    a.launch();
+    let (a, b, _c) = mesh.three(2, 2, "fallback_timeout = 2\nfallback_status_cache = 0\n");
     a.start_session(&[]);
     let mut user = Browser::new(mesh.server(&a));
     user.login("dave").await;

@@ -13,35 +13,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use qemu::RfbOverWs;
-use service::Service;
+use service::{certs_init, screen_lit, Service};
 use support::*;
-
-const RFB_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Opens the session's websocket, does the RFB handshake (darts offers None and answers
-/// QEMU's VNC challenge itself) and returns the connection with the desktop's name.
-async fn view(svc: &Service, token: &str) -> (RfbOverWs, String) {
-    let ws = ws_connect(&svc.ws_url(token), &[])
-        .await
-        .unwrap_or_else(|s| panic!("websocket refused with {s}; log:\n{}", svc.log()));
-    let mut rfb = RfbOverWs::new(ws, RFB_TIMEOUT);
-    let init = rfb.handshake().await;
-    rfb.set_raw_rgb32().await;
-    (rfb, init.name)
-}
-
-/// Waits until the guest's screen has lit pixels (its banner).
-async fn screen_lit(rfb: &mut RfbOverWs) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let u = rfb.full_frame(20).await;
-        if u.nonblack > 100 {
-            return u.nonblack;
-        }
-        assert!(Instant::now() < deadline, "the guest's screen stayed black");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 /// Types `text` on the guest's keyboard (X keysyms for ASCII, Return for '\n').
 async fn type_text(rfb: &mut RfbOverWs, text: &str) {
@@ -77,15 +50,15 @@ async fn create_view_reconnect_share_and_stop() {
     );
 
     // The browser side reaches the guest's screen through darts.
-    let (mut rfb, desktop) = view(&svc, &s.token).await;
+    let (mut rfb, desktop) = svc.view(&s.token).await;
     assert!(desktop.contains(&s.name), "desktop name {desktop:?}");
     assert!(screen_lit(&mut rfb).await > 100);
 
     // A second viewer (reconnectable session) and a view-only share at the same time.
-    let (mut second, _) = view(&svc, &s.token).await;
+    let (mut second, _) = svc.view(&s.token).await;
     assert!(second.full_frame(20).await.bytes > 0);
     let view_token = s.view_token.clone().expect("a view-only link");
-    let (mut watcher, _) = view(&svc, &view_token).await;
+    let (mut watcher, _) = svc.view(&view_token).await;
     assert!(watcher.full_frame(20).await.bytes > 0);
     svc.wait_sessions("three viewers counted", Duration::from_secs(10), |s| {
         s.len() == 1 && s[0]["viewers"] == 3
@@ -93,7 +66,7 @@ async fn create_view_reconnect_share_and_stop() {
     drop((rfb, second, watcher));
 
     // Reconnect after closing every viewer.
-    let (mut again, _) = view(&svc, &s.token).await;
+    let (mut again, _) = svc.view(&s.token).await;
     assert!(again.full_frame(20).await.bytes > 0);
     drop(again);
 
@@ -143,7 +116,7 @@ async fn one_shot_session_ends_when_its_connection_closes() {
         s.view_token.is_none(),
         "one-shot sessions have a single link"
     );
-    let (mut rfb, _) = view(&svc, &s.token).await;
+    let (mut rfb, _) = svc.view(&s.token).await;
     assert!(rfb.full_frame(20).await.bytes > 0);
     // The link is single-use while the connection is open.
     assert!(refused(&svc, &s.token).await);
@@ -158,7 +131,7 @@ async fn one_shot_session_ends_when_its_connection_closes() {
 async fn the_timer_ends_a_session_at_the_end_of_its_lifetime() {
     let svc = Service::start("sessions-expiry", "");
     let s = svc.start_session(&["--snapshot_lifetime=4"]);
-    let (mut rfb, _) = view(&svc, &s.token).await;
+    let (mut rfb, _) = svc.view(&s.token).await;
     assert!(rfb.full_frame(20).await.bytes > 0);
     // No request arrives: the timer alone ends it.
     svc.wait_sessions("expired session removed", Duration::from_secs(40), |s| {
@@ -172,7 +145,7 @@ async fn the_timer_ends_a_session_at_the_end_of_its_lifetime() {
 async fn a_guest_that_powers_off_frees_its_slot() {
     let svc = Service::start("sessions-poweroff", "service_max_session_nb = 1");
     let s = svc.start_session(&[]);
-    let (mut rfb, _) = view(&svc, &s.token).await;
+    let (mut rfb, _) = svc.view(&s.token).await;
     screen_lit(&mut rfb).await;
     // The only slot is taken.
     let out = svc.cli(&["start", "demo.img"]);
@@ -224,7 +197,7 @@ async fn sessions_survive_a_killed_darts_and_keep_their_links() {
             s.name,
             svc.log()
         );
-        let (mut rfb, desktop) = view(&svc, &s.token).await;
+        let (mut rfb, desktop) = svc.view(&s.token).await;
         assert!(desktop.contains(&s.name));
         assert!(rfb.full_frame(20).await.bytes > 0);
     }
@@ -426,17 +399,7 @@ async fn concurrent_creations_stop_exactly_at_the_limit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_x509_session_is_reached_without_any_password_in_the_browser() {
-    let certs = Scratch::new("sessions-x509-certs");
-    let out = std::process::Command::new(darts_bin())
-        .args(["certs", "init"])
-        .arg(&certs.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let certs = certs_init("sessions-x509-certs", &[]);
     let svc = Service::start(
         "sessions-x509",
         &format!(
@@ -463,7 +426,7 @@ async fn an_x509_session_is_reached_without_any_password_in_the_browser() {
     assert_eq!(types, vec![19], "QEMU offers VeNCrypt only");
     drop(raw);
     // Through darts the browser side gets None and the screen.
-    let (mut rfb, desktop) = view(&svc, &s.token).await;
+    let (mut rfb, desktop) = svc.view(&s.token).await;
     assert!(desktop.contains(&s.name));
     assert!(screen_lit(&mut rfb).await > 100);
 }

@@ -12,39 +12,10 @@ mod service;
 mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use qemu::RfbOverWs;
-use service::Service;
+use service::{certs_init, screen_lit, Service};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const RFB_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Opens the session's websocket and does the RFB handshake (darts speaks VeNCrypt to
-/// QEMU and offers the browser None); returns the connection and the desktop's name.
-async fn view(svc: &Service, token: &str) -> (RfbOverWs, String) {
-    let ws = ws_connect(&svc.ws_url(token), &[])
-        .await
-        .unwrap_or_else(|s| panic!("websocket refused with {s}; log:\n{}", svc.log()));
-    let mut rfb = RfbOverWs::new(ws, RFB_TIMEOUT);
-    let init = rfb.handshake().await;
-    rfb.set_raw_rgb32().await;
-    (rfb, init.name)
-}
-
-/// Waits until the guest's screen has lit pixels (its banner).
-async fn screen_lit(rfb: &mut RfbOverWs) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let u = rfb.full_frame(20).await;
-        if u.nonblack > 100 {
-            return u.nonblack;
-        }
-        assert!(Instant::now() < deadline, "the guest's screen stayed black");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 /// Two consecutive loopback ports at or above 7000 that nobody holds right now.
 fn free_port_pair() -> u16 {
@@ -102,17 +73,7 @@ async fn offered_security(addr: SocketAddr) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tcp_sessions_take_ports_from_the_range_survive_a_restart_and_free_them() {
-    let certs = Scratch::new("sessions-tcp-certs");
-    let out = std::process::Command::new(darts_bin())
-        .args(["certs", "init"])
-        .arg(&certs.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let certs = certs_init("sessions-tcp-certs", &[]);
     // A range of exactly two ports: two sessions fill it.
     let first = free_port_pair();
     let range = first..=first + 1;
@@ -163,11 +124,11 @@ async fn tcp_sessions_take_ports_from_the_range_survive_a_restart_and_free_them(
     assert_eq!(offered_security(va).await, vec![19]);
 
     // Through darts, the browser side gets the screens.
-    let (mut rfb, desktop) = view(&svc, &a.token).await;
+    let (mut rfb, desktop) = svc.view(&a.token).await;
     assert!(desktop.contains(&a.name), "desktop name {desktop:?}");
     assert!(screen_lit(&mut rfb).await > 100);
     drop(rfb);
-    let (mut rfb, desktop) = view(&svc, &b.token).await;
+    let (mut rfb, desktop) = svc.view(&b.token).await;
     assert!(desktop.contains(&b.name), "desktop name {desktop:?}");
     assert!(rfb.full_frame(20).await.bytes > 0);
     drop(rfb);
@@ -186,7 +147,7 @@ async fn tcp_sessions_take_ports_from_the_range_survive_a_restart_and_free_them(
         "not re-adopted: {names:?}\n{}",
         svc.log()
     );
-    let (mut rfb, desktop) = view(&svc, &a.token).await;
+    let (mut rfb, desktop) = svc.view(&a.token).await;
     assert!(desktop.contains(&a.name));
     assert!(screen_lit(&mut rfb).await > 100);
     drop(rfb);
@@ -209,20 +170,14 @@ async fn tcp_sessions_take_ports_from_the_range_survive_a_restart_and_free_them(
         va,
         "the freed port is taken again"
     );
-    let (mut rfb, desktop) = view(&svc, &c.token).await;
+    let (mut rfb, desktop) = svc.view(&c.token).await;
     assert!(desktop.contains(&c.name));
     assert!(rfb.full_frame(20).await.bytes > 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_range_refuses_with_a_clear_error() {
-    let certs = Scratch::new("sessions-tcp-full-certs");
-    let out = std::process::Command::new(darts_bin())
-        .args(["certs", "init"])
-        .arg(&certs.0)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let certs = certs_init("sessions-tcp-full-certs", &[]);
     // The range's only port is held by another program.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
@@ -259,13 +214,7 @@ async fn an_ipv6_listen_address_works_with_a_certificate_for_it() {
         eprintln!("no IPv6 loopback on this host; nothing to test");
         return;
     }
-    let certs = Scratch::new("sessions-tcp6-certs");
-    let out = std::process::Command::new(darts_bin())
-        .args(["certs", "init", "--server-name", "::1"])
-        .arg(&certs.0)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let certs = certs_init("sessions-tcp6-certs", &["--server-name", "::1"]);
     let port = std::net::TcpListener::bind("[::1]:0")
         .unwrap()
         .local_addr()
@@ -291,7 +240,7 @@ async fn an_ipv6_listen_address_works_with_a_certificate_for_it() {
     );
     assert_eq!(offered_security(vnc).await, vec![19]);
     // darts checks QEMU's certificate against ::1, which it names.
-    let (mut rfb, desktop) = view(&svc, &s.token).await;
+    let (mut rfb, desktop) = svc.view(&s.token).await;
     assert!(desktop.contains(&s.name));
     assert!(rfb.full_frame(20).await.bytes > 0);
 }

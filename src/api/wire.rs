@@ -125,7 +125,7 @@ pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Api
 }
 
 /// The value of query parameter `name` (letters, digits, `.`, `-`, `_` only: the
-/// parameters read this way are names, never free text).
+/// parameters read this way are names and tokens, never free text).
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?
         .split('&')

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, DartsProcess, Scratch};
+use crate::qemu::RfbOverWs;
+use crate::support::{darts_bin, free_port, ws_connect, DartsProcess, Scratch};
+
+/// How long a viewer waits for each RFB step from a session's guest.
+pub const RFB_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Service {
     pub scratch: Scratch,
@@ -203,6 +207,18 @@ service_max_mem_fraction_nb_per_user = 0
         }
     }
 
+    /// Opens the session's websocket and does the RFB handshake (darts answers QEMU's
+    /// VNC security itself and offers None); returns the connection and the desktop's name.
+    pub async fn view(&self, token: &str) -> (RfbOverWs, String) {
+        let ws = ws_connect(&self.ws_url(token), &[])
+            .await
+            .unwrap_or_else(|s| panic!("websocket refused with {s}; log:\n{}", self.log()));
+        let mut rfb = RfbOverWs::new(ws, RFB_TIMEOUT);
+        let init = rfb.handshake().await;
+        rfb.set_raw_rgb32().await;
+        (rfb, init.name)
+    }
+
     pub fn ws_url(&self, token: &str) -> String {
         format!("ws://{}/darts/vnc.html?token={token}", self.addr)
     }
@@ -217,6 +233,36 @@ service_max_mem_fraction_nb_per_user = 0
             Err(_) => Vec::new(),
         }
     }
+}
+
+/// Waits until the guest's screen has lit pixels (its banner).
+pub async fn screen_lit(rfb: &mut RfbOverWs) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let u = rfb.full_frame(20).await;
+        if u.nonblack > 100 {
+            return u.nonblack;
+        }
+        assert!(Instant::now() < deadline, "the guest's screen stayed black");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `darts certs init [ARGS] DIR` into a new scratch directory: VNC-over-TLS material.
+pub fn certs_init(name: &str, args: &[&str]) -> Scratch {
+    let certs = Scratch::new(name);
+    let out = Command::new(darts_bin())
+        .args(["certs", "init"])
+        .args(args)
+        .arg(&certs.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    certs
 }
 
 pub fn parse_started(stdout: &str) -> Started {
