@@ -237,21 +237,40 @@ async fn targets_that_are_not_vnc_servers_are_refused_clearly() {
     assert!(refusal(&mut v).await.contains("not answering"));
 }
 
-/// Types `text` as RFB key events (press and release).
-async fn type_keys(v: &mut RfbOverWs, text: &str) {
+/// `text` as RFB KeyEvents (press and release), with Shift held around the characters
+/// that need it on a US keyboard (QEMU maps keysyms to keys of its `en-us` layout).
+fn key_events(text: &str) -> Vec<u8> {
+    const SHIFT: u32 = 0xffe1;
+    let mut out = Vec::new();
+    let mut key = |sym: u32, down: u8| {
+        out.extend_from_slice(&[4, down, 0, 0]);
+        out.extend_from_slice(&sym.to_be_bytes());
+    };
     for c in text.chars() {
         let sym: u32 = if c == '\n' { 0xff0d } else { c as u32 };
-        for down in [1u8, 0] {
-            let mut m = vec![4, down, 0, 0];
-            m.extend_from_slice(&sym.to_be_bytes());
-            v.send(&m).await;
+        let shifted = c.is_ascii_uppercase() || "~!@#$%^&*()_+{}|:\"<>?".contains(c);
+        if shifted {
+            key(SHIFT, 1);
         }
+        key(sym, 1);
+        key(sym, 0);
+        if shifted {
+            key(SHIFT, 0);
+        }
+    }
+    out
+}
+
+/// Types `text` as RFB key events, one message at a time.
+async fn type_keys(v: &mut RfbOverWs, text: &str) {
+    for m in key_events(text).chunks(8) {
+        v.send(m).await;
     }
 }
 
-#[tokio::test]
-async fn view_only_input_never_reaches_the_vm() {
-    let dir = Scratch::new("sec-viewonly");
+/// The test guest booted with its shell on the screen; the serial port written to
+/// `serial.txt` in `dir`.
+async fn booted_guest(dir: &Scratch, tag: &str) -> (Vm, PathBuf) {
     let g = qemu::guest();
     let serial = dir.path("serial.txt");
     let vm = Vm::start(
@@ -263,7 +282,7 @@ async fn view_only_input_never_reaches_the_vm() {
             "-initrd".into(),
             g.initrd.display().to_string(),
             "-append".into(),
-            "console=tty0 quiet e2e.boot=viewonly".into(),
+            format!("console=tty0 quiet e2e.boot={tag}"),
             "-serial".into(),
             format!("file:{}", serial.display()),
         ],
@@ -277,6 +296,13 @@ async fn view_only_input_never_reaches_the_vm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    (vm, serial)
+}
+
+#[tokio::test]
+async fn view_only_input_never_reaches_the_vm() {
+    let dir = Scratch::new("sec-viewonly");
+    let (vm, _serial) = booted_guest(&dir, "viewonly").await;
     let gw = gateway(vec![
         ("full", Route::new(vm.target())),
         ("view", Route::new(vm.target()).view_only(true)),
@@ -311,6 +337,72 @@ async fn view_only_input_never_reaches_the_vm() {
         delta_full > 1000,
         "full-control typing changed only {delta_full} pixels"
     );
+}
+
+/// One message the gateway frames as a harmless SetEncodings, which QEMU, left 6 bytes
+/// short of the end of a FramebufferUpdateRequest, reads as that request's end, then
+/// key events typing `text`, then a whole request: both end on the same boundary.
+fn smuggled_keys(text: &str) -> Vec<u8> {
+    let keys = key_events(text);
+    let count = 3 + keys.len() / 4;
+    let mut m = vec![2, 0];
+    m.extend_from_slice(&u16::try_from(count).unwrap().to_be_bytes());
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&keys);
+    m.extend_from_slice(&[3, 1, 0, 0, 0, 0, 0, 16, 0, 16]);
+    assert_eq!(m.len(), 4 + 4 * count);
+    m
+}
+
+/// The confirmed view-only exploit against real QEMU: ClientInit and the first 4 bytes
+/// of a FramebufferUpdateRequest in one frame, then messages that QEMU would read as key
+/// events. Neither the guest's screen nor its serial console may change; the same
+/// command typed by the owner reaches both.
+#[tokio::test]
+async fn view_only_smuggling_after_client_init_never_reaches_the_vm() {
+    let dir = Scratch::new("sec-smuggle");
+    let (vm, serial) = booted_guest(&dir, "smuggle").await;
+    let gw = gateway(vec![
+        ("full", Route::new(vm.target())),
+        ("view", Route::new(vm.target()).view_only(true)),
+    ])
+    .await;
+    let mut full = viewer(&gw, "full").await;
+    full.handshake().await;
+    full.set_raw_rgb32().await;
+    let before = full.full_frame(40).await.nonblack;
+
+    let mut view = viewer(&gw, "view").await;
+    view.handshake_then(&[3, 1, 0, 0]).await;
+    for _ in 0..3 {
+        view.send(&smuggled_keys("echo SMUGGLED-$((6*7)) > /dev/ttyS0\n"))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_view = full.full_frame(40).await.nonblack;
+    let serial_text = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert!(
+        !serial_text.contains("SMUGGLED-42"),
+        "the view-only viewer's keys ran in the guest: {serial_text}"
+    );
+    assert!(
+        after_view.abs_diff(before) < 200,
+        "the view-only viewer changed {} pixels",
+        after_view.abs_diff(before)
+    );
+
+    type_keys(&mut full, "echo OWNER-$((6*7)) > /dev/ttyS0\n").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&serial)
+        .unwrap_or_default()
+        .contains("OWNER-42")
+    {
+        assert!(Instant::now() < deadline, "the owner's command never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!std::fs::read_to_string(&serial)
+        .unwrap()
+        .contains("SMUGGLED-42"));
 }
 
 #[tokio::test]

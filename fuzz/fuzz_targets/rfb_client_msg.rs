@@ -1,20 +1,21 @@
 //! Browser→server RFB messages: `client_msg::frame` and the pump's `ClientFilter`.
 //!
 //! Input: `flags, clipboard cap, chunk size, stream…`; flags bit 0 = view-only, bits 1-2
-//! pick the clipboard policy (none, disabled, capped at the cap byte).
+//! pick the clipboard policy (none, disabled, capped at the cap byte), bit 3 lets a
+//! view-only viewer receive the guest's clipboard.
 //!
 //! * `frame` decides from at most 12 bytes, never reports a message shorter than the
 //!   bytes it looked at, and more bytes never change a decision.
 //! * The filter fed in arbitrary chunks produces exactly what a message-by-message walk
 //!   of the whole stream keeps (whole messages, view-only input and over-long pastes
-//!   dropped), counts the drops, fails where the walk fails, and without a policy passes
-//!   the stream through unchanged (but for a trailing incomplete header).
+//!   dropped, SetEncodings without the extended clipboard for viewers who may not
+//!   receive it), counts the drops, fails where the walk fails, and without a policy
+//!   passes the stream through unchanged (but for a trailing incomplete header).
 
 #![no_main]
 
-use bytes::BytesMut;
 use darts_fuzz::input::Input;
-use darts_proxy::rfb::ClientFilter;
+use darts_vnc::client_filter::{self, ClientFilter, EXTENDED_CLIPBOARD};
 use darts_vnc::client_msg::{frame, Frame, Kind};
 use libfuzzer_sys::fuzz_target;
 
@@ -59,9 +60,14 @@ fn check_frame(buf: &[u8]) {
 struct Policy {
     view_only: bool,
     max_clipboard: Option<u32>,
+    view_only_clipboard: bool,
 }
 
 impl Policy {
+    fn strips_clipboard(&self) -> bool {
+        self.max_clipboard == Some(0) || (self.view_only && !self.view_only_clipboard)
+    }
+
     fn keeps(&self, f: Frame) -> bool {
         if self.view_only && f.kind.is_input() {
             return false;
@@ -84,7 +90,22 @@ fn walk(policy: &Policy, mut stream: &[u8]) -> (Vec<u8>, u64, bool) {
             Some((_, Ok(f))) => f,
         };
         let n = usize::try_from(f.len).map_or(stream.len(), |l| l.min(stream.len()));
-        if policy.keeps(f) {
+        if policy.keeps(f) && f.kind == Kind::SetEncodings && policy.strips_clipboard() {
+            if (f.len - 4) / 4 > client_filter::MAX_REWRITTEN_ENCODINGS {
+                return (kept, dropped, true);
+            }
+            if n < 4 || (n as u64) < f.len {
+                break; // held until it is whole
+            }
+            let list: Vec<[u8; 4]> = stream[4..n]
+                .chunks_exact(4)
+                .map(|c| [c[0], c[1], c[2], c[3]])
+                .filter(|e| i32::from_be_bytes(*e) != EXTENDED_CLIPBOARD)
+                .collect();
+            kept.extend_from_slice(&stream[..2]);
+            kept.extend_from_slice(&(list.len() as u16).to_be_bytes());
+            kept.extend(list.into_iter().flatten());
+        } else if policy.keeps(f) {
             kept.extend_from_slice(&stream[..n]);
         } else {
             dropped += 1;
@@ -109,9 +130,14 @@ fuzz_target!(|data: &[u8]| {
             1 => Some(0),
             _ => Some(u32::from(cap)),
         },
+        view_only_clipboard: flags & 8 != 0,
     };
-    let mut filter = ClientFilter::new(policy.view_only, policy.max_clipboard);
-    let mut out = BytesMut::new();
+    let mut filter = ClientFilter::new(client_filter::Policy {
+        view_only: policy.view_only,
+        max_clipboard: policy.max_clipboard,
+        view_only_clipboard: policy.view_only_clipboard,
+    });
+    let mut out = Vec::new();
     let failed = stream
         .chunks(chunk)
         .any(|c| filter.filter(c, &mut out).is_err());

@@ -25,14 +25,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use darts_fuzz::input::Input;
 use darts_fuzz::model::{self, Ending, Expected, StreamLimits};
 use darts_fuzz::server::{self, ServerFrame};
 use darts_proxy::config::{DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE};
 use darts_proxy::metrics::Metrics;
 use darts_proxy::pump::{Limits, Pump};
-use darts_proxy::rfb::ClientFilter;
+use darts_proxy::rfb::{ClientFilter, Policy};
 use darts_proxy::ws::close;
 use darts_proxy::SessionEnd;
 use libfuzzer_sys::fuzz_target;
@@ -120,8 +120,7 @@ fn run(c: &Case<'_>) -> (Option<SessionEnd>, Vec<u8>, Vec<u8>, Arc<Metrics>) {
             metrics.clone(),
         )
         .with_filter(
-            c.filter
-                .map(|(view_only, clip)| ClientFilter::new(view_only, clip)),
+            c.filter.map(|(view_only, clip)| ClientFilter::new(policy(view_only, clip))),
         );
         if c.ping {
             pump.ping();
@@ -182,6 +181,14 @@ fn run(c: &Case<'_>) -> (Option<SessionEnd>, Vec<u8>, Vec<u8>, Arc<Metrics>) {
 }
 
 /// A `darts_bytes_total` counter from the Prometheus text.
+fn policy(view_only: bool, max_clipboard: Option<u32>) -> Policy {
+    Policy {
+        view_only,
+        max_clipboard,
+        view_only_clipboard: false,
+    }
+}
+
 fn bytes_counter(metrics: &Metrics, direction: &str) -> u64 {
     let prefix = format!("darts_bytes_total{{direction=\"{direction}\"}} ");
     let text = metrics.render();
@@ -208,15 +215,15 @@ fn check(c: &Case<'_>, run: (Option<SessionEnd>, Vec<u8>, Vec<u8>, Arc<Metrics>)
         None => forwarded,
         Some((view_only, clip)) => {
             // The filter sees the same bytes, whatever the cuts; an error is a violation.
-            let mut kept = BytesMut::new();
-            if ClientFilter::new(view_only, clip)
+            let mut kept = Vec::new();
+            if ClientFilter::new(policy(view_only, clip))
                 .filter(&forwarded, &mut kept)
                 .is_err()
             {
                 ending = Ending::Violation(close::POLICY_VIOLATION);
                 complete = false;
             }
-            kept.to_vec()
+            kept
         }
     };
     let forwarded_ok = if complete {

@@ -343,13 +343,13 @@ where
             match &mut self.filter {
                 None => self.up_out = chunk.freeze(),
                 Some(filter) => {
-                    let mut kept = BytesMut::with_capacity(chunk.len());
+                    let mut kept = Vec::with_capacity(chunk.len());
                     if let Err(e) = filter.filter(&chunk, &mut kept) {
                         tracing::debug!(error = %e, "browser sent a message the gateway cannot frame");
                         self.fail(close::POLICY_VIOLATION, "unexpected RFB message");
                         return Ok(true);
                     }
-                    self.up_out = kept.freeze();
+                    self.up_out = Bytes::from(kept);
                 }
             }
             return Ok(true);

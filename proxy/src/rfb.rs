@@ -4,18 +4,18 @@
 //! the route's `BackendSecurity`, completes the VNC password or VeNCrypt x509 handshake
 //! with the target itself, while the browser is offered security None. The password and
 //! the client certificate never reach the browser. After that the pump relays bytes as
-//! before; only a `ClientFilter` (view-only, clipboard cap) looks at browser input.
+//! before; only a `ClientFilter` (view-only, clipboard cap), made once per connection,
+//! looks at browser input.
 
 pub mod backend;
 pub mod browser;
-pub mod filter;
 
 use std::sync::Arc;
 
 use darts_vnc::vnc_auth::Password;
 use rustls::pki_types::ServerName;
 
-pub use filter::ClientFilter;
+pub use darts_vnc::client_filter::{ClientFilter, Policy};
 
 /// How darts authenticates to a target's VNC server.
 #[derive(Clone, Default)]

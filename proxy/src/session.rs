@@ -15,7 +15,7 @@ use crate::config::CLOSE_LINGER;
 use crate::error::SessionEnd;
 use crate::metrics::Metrics;
 use crate::pump::{Limits, Pump};
-use crate::rfb::{self, browser::BrowserError, browser::BrowserLink};
+use crate::rfb::{self, browser::BrowserError, browser::BrowserLink, ClientFilter};
 use crate::target::Backend;
 use crate::token::Route;
 use crate::ws::close;
@@ -71,8 +71,11 @@ where
             return SessionEnd::TargetConnect;
         }
     };
+    // One filter for the whole connection: the bytes that came with ClientInit and all
+    // later ones go through the same state, so a message cut anywhere stays one message.
+    let mut filter = route.filter();
     let prepared = tokio::select! {
-        r = prepare(&mut client, early, backend, route, opts) => r,
+        r = prepare(&mut client, early, backend, route, &mut filter, opts) => r,
         _ = shutdown.cancelled() => Err(SessionEnd::Shutdown),
     };
     let (backend, early) = match prepared {
@@ -86,8 +89,7 @@ where
     };
     tracing::debug!(%target, security = route.security.name(), view_only = route.view_only, "target ready");
     metrics.session_opened();
-    let pump =
-        Pump::new(client, backend, early, opts.limits, metrics.clone()).with_filter(route.filter());
+    let pump = Pump::new(client, backend, early, opts.limits, metrics.clone()).with_filter(filter);
     let end = drive(pump, timers, &shutdown).await;
     metrics.session_closed();
     end
@@ -111,6 +113,7 @@ async fn prepare<C>(
     early: Bytes,
     mut backend: Backend,
     route: &Route,
+    filter: &mut Option<ClientFilter>,
     opts: &SessionOptions,
 ) -> Result<(Backend, Bytes), SessionEnd>
 where
@@ -119,7 +122,7 @@ where
     let deadline = opts.timers.connect;
     // A filter must see browser input from a message boundary, so darts then terminates
     // the handshake itself even when the target needs no credentials.
-    if !route.security.terminates() && route.filter().is_none() {
+    if !route.security.terminates() && filter.is_none() {
         if !opts.rfb_check {
             return Ok((backend, early));
         }
@@ -182,9 +185,10 @@ where
     }
     let (raw, data) = link.into_parts();
     if !data.is_empty() {
-        // Browser input that arrived with the handshake goes through the same filter.
-        let mut kept = bytes::BytesMut::new();
-        if let Some(mut filter) = route.filter() {
+        // Browser input that arrived with the handshake goes through the connection's
+        // filter, which then carries on in the pump from wherever this input ended.
+        let mut kept = Vec::new();
+        if let Some(filter) = filter {
             if filter.filter(&data, &mut kept).is_err() {
                 send_close(client, close::POLICY_VIOLATION, "unexpected RFB message").await;
                 return Err(SessionEnd::ClientProtocol);

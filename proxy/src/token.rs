@@ -102,6 +102,8 @@ pub struct Route {
     pub view_only: bool,
     /// Largest clipboard paste forwarded, in bytes; `Some(0)` disables the clipboard.
     pub max_clipboard: Option<u32>,
+    /// A view-only viewer still receives the guest's clipboard (its owner allowed it).
+    pub view_only_clipboard: bool,
 }
 
 impl Route {
@@ -114,6 +116,7 @@ impl Route {
             security: BackendSecurity::None,
             view_only: false,
             max_clipboard: None,
+            view_only_clipboard: false,
         }
     }
 
@@ -132,10 +135,27 @@ impl Route {
         self
     }
 
-    /// The input filter this route needs, if any.
+    pub fn view_only_clipboard(mut self, allowed: bool) -> Self {
+        self.view_only_clipboard = allowed;
+        self
+    }
+
+    /// What a viewer of this route may do.
+    pub fn policy(&self) -> crate::rfb::Policy {
+        crate::rfb::Policy {
+            view_only: self.view_only,
+            max_clipboard: self.max_clipboard,
+            view_only_clipboard: self.view_only_clipboard,
+        }
+    }
+
+    /// The input filter a viewer of this route needs, if any: one per connection, fed
+    /// every browser byte from ClientInit to the end.
     pub fn filter(&self) -> Option<crate::rfb::ClientFilter> {
-        (self.view_only || self.max_clipboard.is_some())
-            .then(|| crate::rfb::ClientFilter::new(self.view_only, self.max_clipboard))
+        let policy = self.policy();
+        policy
+            .filters()
+            .then(|| crate::rfb::ClientFilter::new(policy))
     }
 
     pub fn expires_at(mut self, at: SystemTime) -> Self {

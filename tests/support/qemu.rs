@@ -462,6 +462,11 @@ impl RfbOverWs {
 
     /// Version 3.8, security type None, ClientInit shared; returns the ServerInit.
     pub async fn handshake(&mut self) -> ServerInit {
+        self.handshake_then(&[]).await
+    }
+
+    /// The handshake, with `extra` sent in the same websocket frame as ClientInit.
+    pub async fn handshake_then(&mut self, extra: &[u8]) -> ServerInit {
         let version = self.read(12).await;
         assert_eq!(
             version,
@@ -479,7 +484,7 @@ impl RfbOverWs {
         );
         self.send(&[1]).await;
         assert_eq!(self.u32().await, 0, "SecurityResult is not OK");
-        self.send(&[1]).await; // ClientInit, shared
+        self.send(&[&[1u8][..], extra].concat()).await; // ClientInit, shared
         let width = self.u16().await;
         let height = self.u16().await;
         let pf = self.read(16).await;

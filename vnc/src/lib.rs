@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod client;
+pub mod client_filter;
 pub mod client_msg;
 pub mod error;
 pub mod security;
@@ -12,5 +13,8 @@ pub mod server;
 pub mod server_init;
 pub mod version;
 pub mod vnc_auth;
+
+#[cfg(any(test, feature = "reference"))]
+pub mod qemu_reader;
 
 pub use error::RfbError;

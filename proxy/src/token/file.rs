@@ -57,11 +57,13 @@ impl std::fmt::Debug for Entry {
 }
 
 /// darts' extensions to websockify's format, as words after the target:
-/// `view-only`, `clipboard=BYTES` (0 disables), `security=none|vnc-password|x509|x509+password`,
+/// `view-only`, `view-clipboard` (a view-only viewer still receives the guest's clipboard),
+/// `clipboard=BYTES` (0 disables), `security=none|vnc-password|x509|x509+password`,
 /// `password=PW` or `password-file=PATH`, `ca=PATH`, `cert=PATH`, `key=PATH`, `server-name=NAME`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct EntryOptions {
     pub view_only: bool,
+    pub view_clipboard: bool,
     pub clipboard: Option<u32>,
     pub security: Option<String>,
     pub password: Option<String>,
@@ -76,6 +78,7 @@ impl std::fmt::Debug for EntryOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EntryOptions")
             .field("view_only", &self.view_only)
+            .field("view_clipboard", &self.view_clipboard)
             .field("clipboard", &self.clipboard)
             .field("security", &self.security)
             .field("password", &self.password.as_ref().map(|_| "***"))
@@ -94,6 +97,7 @@ impl EntryOptions {
         };
         match key {
             "view-only" | "view_only" if value.is_empty() => self.view_only = true,
+            "view-clipboard" if value.is_empty() => self.view_clipboard = true,
             "clipboard" => {
                 self.clipboard = Some(
                     value
@@ -183,6 +187,7 @@ impl Entry {
         Ok(Route::new(self.target)
             .security(security)
             .view_only(o.view_only)
+            .view_only_clipboard(o.view_clipboard)
             .max_clipboard(o.clipboard))
     }
 }
@@ -418,12 +423,15 @@ mod tests {
 
     #[test]
     fn darts_options_after_the_target() {
-        let (entries, issues) = parse("v: unix_socket:/run/v.sock view-only clipboard=0\np: 127.0.0.1:5900 password=s3cret\nbad: 127.0.0.1:1 frobnicate\n");
+        let (entries, issues) = parse("v: unix_socket:/run/v.sock view-only clipboard=0\np: 127.0.0.1:5900 password=s3cret\nbad: 127.0.0.1:1 frobnicate\nw: 127.0.0.1:5901 view-only view-clipboard\n");
         assert_eq!(issues.len(), 1);
         assert!(issues[0].reason.contains("frobnicate"));
         let view = entries[0].clone().into_route().unwrap();
         assert!(view.view_only);
         assert_eq!(view.max_clipboard, Some(0));
+        assert!(!view.view_only_clipboard);
+        let w = entries[2].clone().into_route().unwrap();
+        assert!(w.view_only && w.view_only_clipboard);
         let pw = entries[1].clone().into_route().unwrap();
         assert_eq!(pw.security.name(), "vnc-password");
         assert!(
