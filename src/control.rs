@@ -152,6 +152,7 @@ async fn execute(req: Request, manager: &Arc<Manager>, links: &LinkBase) -> Valu
                 oneshot,
                 gpu,
                 use_master,
+                view_clipboard: false,
             };
             manager.create(&caller, &req).await.map(|c| {
                 json!({

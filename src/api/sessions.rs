@@ -57,6 +57,9 @@ pub(super) struct CreateBody {
     gpu: bool,
     #[serde(default)]
     oneshot: bool,
+    /// The owner lets view-only viewers receive the guest's clipboard.
+    #[serde(default)]
+    view_clipboard: bool,
 }
 
 /// `POST /api/sessions`.
@@ -185,6 +188,7 @@ fn validate(form: &CreateBody, config: &Config) -> Result<CreateRequest, ApiErro
         oneshot: form.oneshot,
         gpu: form.gpu,
         use_master: false,
+        view_clipboard: form.view_clipboard,
     })
 }
 
@@ -386,6 +390,7 @@ mod tests {
             lifetime,
             gpu,
             oneshot: false,
+            view_clipboard: false,
         };
         let field = |r: Result<CreateRequest, ApiError>| match r {
             Err(ApiError::InvalidField { field, .. }) => field,

@@ -117,6 +117,7 @@ impl Manager {
                 disk_gb: iso.then_some(config.snapshot_alloc_disk),
                 gpu,
                 oneshot,
+                view_clipboard: req.view_clipboard,
                 use_master: use_master && !iso,
                 created: now,
                 expires: if lifetime == 0 { 0 } else { now + lifetime },

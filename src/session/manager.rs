@@ -66,6 +66,8 @@ pub struct CreateRequest {
     pub gpu: bool,
     /// Run on the master image (administrators only, with `snapshot_use_master`).
     pub use_master: bool,
+    /// View-only viewers also receive the guest's clipboard (the owner's choice).
+    pub view_clipboard: bool,
 }
 
 /// A new session and its secrets, shown once to its creator.
@@ -471,6 +473,7 @@ impl Manager {
             let mut route = Route::new(record.vnc_target())
                 .security(security.clone())
                 .view_only(t.view_only)
+                .view_only_clipboard(record.view_clipboard)
                 .one_shot(record.oneshot)
                 .label(record.name.as_str());
             if record.expires != 0 {
@@ -620,6 +623,7 @@ mod tests {
             machine: "m.qcow2".into(),
             machine_path: "/m/m.qcow2".into(),
             cpu: 1,
+            view_clipboard: false,
             memory_mb: 512,
             disk_gb: None,
             gpu: None,
@@ -699,6 +703,27 @@ mod tests {
             ),
             other => panic!("token route {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn view_only_routes_carry_the_owners_clipboard_choice() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let name = "darts-aaaaaaaaaaaa";
+        let (_, view) = mgr.issue_tokens(&Caller::user("alice"), name).unwrap();
+        let view = view.expect("a view-only token");
+        let clipboard = |mgr: &Manager| match mgr.tokens.lookup(&view) {
+            darts_proxy::Lookup::Found(v) => v.view_only && v.view_only_clipboard,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            !clipboard(&mgr),
+            "view-only viewers get no clipboard by default"
+        );
+        let (mut records, _) = mgr.store.load_all();
+        records[0].view_clipboard = true;
+        mgr.update_routes(&records[0]).unwrap();
+        assert!(clipboard(&mgr));
     }
 
     #[tokio::test]

@@ -47,6 +47,9 @@ pub struct SessionRecord {
     pub disk_gb: Option<u32>,
     pub gpu: Option<String>,
     pub oneshot: bool,
+    /// View-only viewers also receive the guest's clipboard (the owner allowed it).
+    #[serde(default)]
+    pub view_clipboard: bool,
     /// Runs on the master image itself (`snapshot_use_master`): never delete that disk.
     pub use_master: bool,
     /// Unix seconds.

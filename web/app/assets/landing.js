@@ -140,6 +140,7 @@
           lifetime: number('snapshot_lifetime'),
           gpu: $('gpu').checked,
           oneshot: $('oneshot').checked,
+          view_clipboard: $('view-clipboard').checked,
         };
         const { data } = await Darts.api('POST', 'api/sessions', body);
         if (data.handoff_url) {
