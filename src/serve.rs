@@ -63,8 +63,8 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(path) = &audit.options().json {
         tracing::info!(file = %path.display(), "audit log");
     }
-    let tokens = Arc::new(token_map(&config)?);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let tokens = Arc::new(token_map(&config, events_tx.clone())?);
     let mut gw = GatewayConfig::new(listen);
     gw.web_prefix = web_prefix(&config.service_reverse_proxy);
     // A proxy may pass the prefix on (deploy/) or strip it (the original's Apache block).
@@ -228,7 +228,12 @@ pub fn web_auth(config: &Config, listen: SocketAddr) -> anyhow::Result<WebAuth> 
 
 /// The routing map; shared through Redis when `token_redis` is set (read once: a new
 /// value needs a restart).
-fn token_map(config: &Config) -> anyhow::Result<TokenMap> {
+/// The gateway's routes; with `token_redis`, shared through Redis, and viewers of this
+/// node's routes carried by other gateways reported to `viewer_events`.
+fn token_map(
+    config: &Config,
+    viewer_events: darts_proxy::ViewerEvents,
+) -> anyhow::Result<TokenMap> {
     use darts_proxy::token::redis::{self, RedisSource, RegistryConfig, SealKey};
     let tokens = TokenMap::new();
     if config.token_redis.trim().is_empty() {
@@ -247,6 +252,7 @@ fn token_map(config: &Config) -> anyhow::Result<TokenMap> {
             .context("token_redis_key")?,
     );
     registry.resync_every = std::time::Duration::from_secs(config.token_redis_resync.max(1));
+    registry.peer_events = Some(viewer_events);
     // x509 routes other gateways publish are answered with this node's client certificate.
     let client = config.qemu_vnc_x509_dir.join("client");
     if client.join("client-cert.pem").is_file() {

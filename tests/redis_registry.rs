@@ -43,24 +43,28 @@ fn write_secret(dir: &Path) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-/// `darts proxy --token-plugin TokenRedis` on a free loopback port.
-fn gateway_b(redis: &Redis, secret: &str) -> DartsProcess {
+/// `darts proxy --token-plugin TokenRedis` on a free loopback port, with the registry
+/// secret (an authenticated registry) or without (websockify's trust in Redis).
+fn gateway(redis: &Redis, secret: Option<&str>) -> DartsProcess {
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let src = redis.source(NS);
     let listen = addr.to_string();
-    DartsProcess::start(
-        &[
-            "proxy",
-            "--token-plugin",
-            "TokenRedis",
-            "--token-source",
-            &src,
-            "--token-redis-key",
-            secret,
-            &listen,
-        ],
-        addr,
-    )
+    let mut args = vec![
+        "proxy",
+        "--token-plugin",
+        "TokenRedis",
+        "--token-source",
+        &src,
+    ];
+    if let Some(secret) = secret {
+        args.extend(["--token-redis-key", secret]);
+    }
+    args.push(&listen);
+    DartsProcess::start(&args, addr)
+}
+
+fn gateway_b(redis: &Redis, secret: &str) -> DartsProcess {
+    gateway(redis, Some(secret))
 }
 
 fn url_b(b: &DartsProcess, token: &str) -> String {
@@ -184,7 +188,28 @@ async fn two_gateways_share_sessions_through_redis() {
     assert!(!redis.exists(&once_key), "consumed in Redis");
     assert_eq!(refusal(&url_b(&b, &once.token)).await, 404);
     assert_eq!(refusal(&a.ws_url(&once.token)).await, 404);
+    // A, which owns the session, learns of the viewer through the registry...
+    let named =
+        |name: &str, list: &[serde_json::Value]| list.iter().find(|v| v["name"] == name).cloned();
+    a.wait_sessions("A counts the viewer on B", PUBLISH_WAIT, |list| {
+        named(&once.name, list).is_some_and(|v| v["viewers"] == 1)
+    });
+    // ...and ends the session when that one connection closes: gone, QEMU stopped.
     drop(only);
+    a.wait_sessions(
+        "the one-shot session ended on A",
+        Duration::from_secs(60),
+        |list| named(&once.name, list).is_none(),
+    );
+    let vm = a.scratch.0.join("snapshots").join(&once.name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !service::pids_mentioning(&vm).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU of the one-shot session still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // (c) Stopping the session on A removes its routes from Redis: B no longer knows it.
     let out = a.cli(&["stop", &s.name]);
@@ -210,7 +235,8 @@ async fn two_gateways_share_sessions_through_redis() {
 async fn websockify_entries_route_through_darts_proxy() {
     let redis = Redis::tcp("registry-websockify");
     let secret = write_secret(&redis.scratch.0);
-    let b = gateway_b(&redis, &secret);
+    // Without a secret the registry is websockify's: Redis is trusted.
+    let b = gateway(&redis, None);
     let backend = echo_backend(b"RFB 003.008\n").await;
 
     // What websockify-era tooling writes: JSON with a host, or plain host:port.
@@ -238,7 +264,7 @@ async fn websockify_entries_route_through_darts_proxy() {
     // A darts entry read from Redis does not make its digest a token: neither asked
     // for as `sha256:HEX` nor copied under a plain key.
     let digest_key = darts_key("real-token");
-    let entry = format!("{{\"host\":\"{host}\",\"darts\":1,\"security\":\"none\"}}");
+    let entry = format!("{{\"host\":\"{host}\",\"darts\":2,\"security\":\"none\"}}");
     redis.cli(&["SET", &digest_key, &entry]);
     let digest_token = digest_key.trim_start_matches(&format!("{NS}:"));
     assert_eq!(refusal(&url_b(&b, digest_token)).await, 404);
@@ -250,14 +276,24 @@ async fn websockify_entries_route_through_darts_proxy() {
         read_bytes(&mut ws, 12, Duration::from_secs(10)).await,
         b"RFB 003.008\n"
     );
-    // A sealed password opened with another secret: refused, never relayed unauthenticated.
+    assert!(!b.log_text().contains("real-token"));
+
+    // With the secret, the registry is darts' authenticated one: nothing written without
+    // the secret is believed, neither websockify's keys nor an unauthenticated entry in
+    // darts' key space, nor a sealed password made with another secret.
+    let keyed = gateway_b(&redis, &secret);
+    for token in ["json-token", "plain-token", "real-token"] {
+        assert_eq!(refusal(&url_b(&keyed, token)).await, 404, "{token}");
+    }
     let entry = format!(
-        "{{\"host\":\"{host}\",\"darts\":1,\"security\":\"vnc-password\",\"password\":\"v1.{}\"}}",
+        "{{\"host\":\"{host}\",\"darts\":2,\"security\":\"vnc-password\",\"password\":\"v1.{}\"}}",
         "ab".repeat(40)
     );
     redis.cli(&["SET", &darts_key("sealed-token"), &entry]);
-    assert_eq!(refusal(&url_b(&b, "sealed-token")).await, 404);
-    assert!(!b.log_text().contains("real-token"));
+    assert_eq!(refusal(&url_b(&keyed, "sealed-token")).await, 404);
+    let log = keyed.log_text();
+    assert!(log.contains(REFUSED_LINE), "no refusal logged:\n{log}");
+    assert!(!log.contains("real-token") && !log.contains("sealed-token"));
 }
 
 fn registry(source: &str, secret: &[u8]) -> RegistryConfig {
@@ -373,4 +409,171 @@ async fn a_hung_redis_bounds_lookups_and_never_blocks_writes() {
     );
     assert!(matches!(map.lookup_shared("local").await, Lookup::Found(_)));
     assert_eq!(map.lookup_shared("unknown-1").await, Lookup::Unknown);
+}
+
+/// The log line a gateway writes for an entry whose authentication fails.
+const REFUSED_LINE: &str = "token registry entry refused";
+
+/// Waits (bounded) until `b`'s log holds more than `before` refusal lines.
+fn wait_refusal_logged(b: &DartsProcess, before: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if b.log_text().matches(REFUSED_LINE).count() > before {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_entries_are_refused_with_a_log_line() {
+    let redis = Redis::tcp("registry-tamper");
+    let secret = write_secret(&redis.scratch.0);
+    let b = gateway_b(&redis, &secret);
+    let a = TokenMap::new()
+        .with_registry(registry(&redis.source(NS), "s".repeat(48).as_bytes()))
+        .unwrap();
+    wait_connected(&a).await;
+    let genuine = echo_backend(b"RFB 003.008\n").await;
+    let attacker = echo_backend(b"RFB 003.008\n").await;
+    let expires = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let route = Route::new(tcp(genuine.port()))
+        .view_only(true)
+        .max_clipboard(Some(0))
+        .label("darts-victim")
+        .expires_at(expires);
+
+    // Publishes `route` under `token` and returns its entry as Redis holds it.
+    let publish = |token: &str, route: Route| {
+        a.insert(token, route);
+        let key = darts_key(token);
+        redis.wait_until("the route published", PUBLISH_WAIT, |r| r.exists(&key));
+        serde_json::from_str::<serde_json::Value>(&redis.cli(&["GET", &key])).unwrap()
+    };
+
+    // The untouched entry routes.
+    publish("genuine", route.clone());
+    let ws = ws_connect(&url_b(&b, "genuine"), &[]).await;
+    assert!(
+        ws.is_ok(),
+        "the genuine entry: {:?}\n{}",
+        ws.err(),
+        b.log_text()
+    );
+    drop(ws);
+
+    let attacker_host = format!("127.0.0.1:{}", attacker.port());
+    type Tamper = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Route, Tamper)> = vec![
+        (
+            "host pointed at another VNC server",
+            route.clone(),
+            Box::new(move |e| e["host"] = attacker_host.clone().into()),
+        ),
+        (
+            "view_only lifted",
+            route.clone(),
+            Box::new(|e| e["view_only"] = false.into()),
+        ),
+        (
+            "one_shot cleared",
+            route.clone().one_shot(true),
+            Box::new(|e| e["one_shot"] = false.into()),
+        ),
+        (
+            "expires_ms extended",
+            route.clone(),
+            Box::new(|e| {
+                let ms = e["expires_ms"].as_u64().unwrap();
+                e["expires_ms"] = (ms + 86_400_000).into();
+            }),
+        ),
+        (
+            "label forged",
+            route.clone(),
+            Box::new(|e| e["label"] = "darts-someone-else".into()),
+        ),
+        (
+            "clipboard cap lifted",
+            route.clone(),
+            Box::new(|e| {
+                e.as_object_mut().unwrap().remove("max_clipboard");
+            }),
+        ),
+        (
+            "guest clipboard granted to view-only viewers",
+            route.clone(),
+            Box::new(|e| e["view_only_clipboard"] = true.into()),
+        ),
+        (
+            "authentication removed",
+            route.clone(),
+            Box::new(|e| {
+                e.as_object_mut().unwrap().remove("mac");
+                e["darts"] = 1.into();
+            }),
+        ),
+    ];
+    let mut accepted = Vec::new();
+    let mut unlogged = Vec::new();
+    for (i, (what, base, tamper)) in cases.iter().enumerate() {
+        let token = format!("tampered-{i}");
+        let mut entry = publish(&token, base.clone());
+        tamper(&mut entry);
+        redis.cli(&[
+            "SET",
+            &darts_key(&token),
+            &entry.to_string(),
+            "PX",
+            "600000",
+        ]);
+        let before = b.log_text().matches(REFUSED_LINE).count();
+        match tokio::time::timeout(Duration::from_secs(10), ws_connect(&url_b(&b, &token), &[]))
+            .await
+            .expect("an answer within 10 s")
+        {
+            Err(404) => {}
+            Err(other) => accepted.push(format!("{what}: answered {other}")),
+            Ok(_) => accepted.push(format!("{what}: accepted")),
+        }
+        if !wait_refusal_logged(&b, before) {
+            unlogged.push(*what);
+        }
+    }
+    // A genuine entry copied under another token's key does not open either.
+    let copied = redis.cli(&["GET", &darts_key("genuine")]);
+    redis.cli(&["SET", &darts_key("copied"), &copied, "PX", "600000"]);
+    let before = b.log_text().matches(REFUSED_LINE).count();
+    if refusal_or_accepted(&url_b(&b, "copied")).await != Some(404) {
+        accepted.push("copied under another digest".into());
+    }
+    if !wait_refusal_logged(&b, before) {
+        unlogged.push("copied under another digest");
+    }
+    assert!(
+        accepted.is_empty(),
+        "tampered entries not refused: {accepted:?}"
+    );
+    assert!(
+        unlogged.is_empty(),
+        "refusals without a log line: {unlogged:?}"
+    );
+    // The log names entries by a digest prefix, never by token.
+    let log = b.log_text();
+    assert!(
+        !log.contains("tampered-") && !log.contains("genuine"),
+        "a token reached a log"
+    );
+}
+
+/// The status refusing `url`, or `None` when it was accepted; bounded.
+async fn refusal_or_accepted(url: &str) -> Option<u16> {
+    match tokio::time::timeout(Duration::from_secs(10), ws_connect(url, &[])).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(status)) => Some(status),
+        Err(_) => panic!("no answer to {url} within 10 s"),
+    }
 }

@@ -10,13 +10,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::client::ClientIo;
-use crate::events::CountingIo;
+use crate::events::{CountingIo, RouteOrigin};
 use crate::gateway::{next_session_id, spawn_session, ConnGuard, Shared};
 use crate::metrics::Handshake;
 use crate::pump::Limits;
 use crate::session::{self, SessionOptions, Timers};
 use crate::static_files::text_response;
-use crate::token::{redact_query, Lookup, Route};
+use crate::token::{redact_query, Lookup, Route, TokenKey};
 use crate::ws::handshake;
 use crate::{forwarded, origin, url};
 
@@ -136,7 +136,7 @@ async fn upgrade(
         );
     }
     let token = token_of(shared, &req);
-    let route = match find_route(shared, token).await {
+    let (route, found) = match find_route(shared, token).await {
         Ok(r) => r,
         Err((kind, status, reason)) => return refuse(shared, kind, status, reason, client.addr),
     };
@@ -153,13 +153,17 @@ async fn upgrade(
     let conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = shared.clone();
-    let viewer = match (&shared.config.viewer_events, &route.label) {
-        (Some(events), Some(label)) => Some(crate::events::ViewerGuard::open(
-            events,
-            label.clone(),
-            &route,
-            viewer_addr,
-        )),
+    let viewer = match (&route.label, found) {
+        (Some(label), Some((key, origin))) => {
+            let sinks = crate::events::ViewerSinks {
+                local: shared.config.viewer_events.clone(),
+                // Another node's route: that node hears of its viewer through the registry.
+                owner: (origin == RouteOrigin::Registry)
+                    .then(|| shared.tokens.owner_events())
+                    .flatten(),
+            };
+            crate::events::ViewerGuard::open(sinks, label.clone(), key, origin, &route, viewer_addr)
+        }
         _ => None,
     };
     spawn_session(shared, span, async move {
@@ -255,28 +259,32 @@ fn token_of(shared: &Shared, req: &Request<Incoming>) -> Option<String> {
 
 /// The route for an upgrade: the token's, or the single default target. Only a token
 /// this gateway does not know may wait on the shared registry, within its bounds.
-async fn find_route(shared: &Shared, token: Option<String>) -> Result<Route, Refusal> {
+/// The route a websocket leads to and, when a token named it, the token's digest and
+/// where the route came from.
+type Found = (Route, Option<(TokenKey, RouteOrigin)>);
+
+async fn find_route(shared: &Shared, token: Option<String>) -> Result<Found, Refusal> {
     match token {
-        Some(token) => match shared.tokens.lookup_shared(&token).await {
-            Lookup::Found(route) => Ok(route),
-            Lookup::Expired => Err((
+        Some(token) => match shared.tokens.lookup_shared_from(&token).await {
+            (Lookup::Found(route), origin) => Ok((route, Some((TokenKey::of(&token), origin)))),
+            (Lookup::Expired, _) => Err((
                 Handshake::ExpiredToken,
                 StatusCode::NOT_FOUND,
                 "token expired\n",
             )),
-            Lookup::Unavailable => Err((
+            (Lookup::Unavailable, _) => Err((
                 Handshake::RegistryUnavailable,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "token registry unavailable, try again later\n",
             )),
-            Lookup::Busy => Err((
+            (Lookup::Busy, _) => Err((
                 Handshake::Overloaded,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "token registry busy, try again\n",
             )),
-            Lookup::Unknown => match &shared.config.default_target {
+            (Lookup::Unknown, _) => match &shared.config.default_target {
                 Some(t) if shared.tokens.is_empty() && !shared.config.host_token => {
-                    Ok(Route::new(t.clone()))
+                    Ok((Route::new(t.clone()), None))
                 }
                 _ => Err((
                     Handshake::UnknownToken,
@@ -286,7 +294,7 @@ async fn find_route(shared: &Shared, token: Option<String>) -> Result<Route, Ref
             },
         },
         None => match &shared.config.default_target {
-            Some(t) => Ok(Route::new(t.clone())),
+            Some(t) => Ok((Route::new(t.clone()), None)),
             None => Err((
                 Handshake::MissingToken,
                 StatusCode::NOT_FOUND,

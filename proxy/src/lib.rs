@@ -31,7 +31,7 @@ pub mod ws;
 
 pub use config::GatewayConfig;
 pub use error::{ProxyError, SessionEnd};
-pub use events::{ViewerChange, ViewerEvent, ViewerEvents};
+pub use events::{RouteOrigin, ViewerChange, ViewerEvent, ViewerEvents};
 pub use gateway::{Gateway, GatewayHandle};
 pub use target::Target;
 pub use token::{Lookup, Route, TokenFileSource, TokenMap};

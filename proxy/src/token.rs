@@ -22,6 +22,7 @@ use dashmap::DashMap;
 use ring::digest;
 
 use self::redis::{Consumed, Registry, RegistryConfig, RegistryError, Remote};
+use crate::events::{RouteOrigin, ViewerEvent};
 use crate::rfb::BackendSecurity;
 use crate::target::Target;
 pub use file::TokenFileSource;
@@ -238,6 +239,12 @@ impl TokenMap {
         self.registry.as_ref().map(Registry::connected)
     }
 
+    /// Where viewer events for other nodes' routes go (the registry's queue), if they can
+    /// be reported (a registry with its secret).
+    pub(crate) fn owner_events(&self) -> Option<tokio::sync::mpsc::Sender<ViewerEvent>> {
+        self.registry.as_ref().and_then(Registry::owner_events)
+    }
+
     /// Tells the registry (if any) that the route under `key` changed.
     fn changed(&self, key: TokenKey) {
         if let Some(r) = &self.registry {
@@ -347,8 +354,14 @@ impl TokenMap {
     /// reached), and a token unknown here is looked up in Redis. Without a registry,
     /// exactly `lookup`. Known tokens other than one-shot ones never wait on Redis.
     pub async fn lookup_shared(&self, token: &str) -> Lookup {
+        self.lookup_shared_from(token).await.0
+    }
+
+    /// `lookup_shared`, and where the route came from: this gateway's own, or another
+    /// node's read from the registry.
+    pub async fn lookup_shared_from(&self, token: &str) -> (Lookup, RouteOrigin) {
         let Some(registry) = &self.registry else {
-            return self.lookup(token);
+            return (self.lookup(token), RouteOrigin::Own);
         };
         let key = TokenKey::of(token);
         let now = SystemTime::now();
@@ -356,21 +369,22 @@ impl TokenMap {
             .routes
             .get(&key)
             .map(|entry| (entry.expired(now), entry.one_shot, entry.clone()));
+        let own = |lookup| (lookup, RouteOrigin::Own);
         match local {
-            Some((false, false, route)) => return Lookup::Found(route),
+            Some((false, false, route)) => return own(Lookup::Found(route)),
             Some((true, _, _)) => {
                 if self.routes.remove(&key).is_some() {
                     self.changed(key);
                 }
-                return Lookup::Expired;
+                return own(Lookup::Expired);
             }
             Some((false, true, _)) => {
                 let Some((_, route)) = self.routes.remove(&key) else {
-                    return Lookup::Unknown;
+                    return own(Lookup::Unknown);
                 };
                 let verdict = registry.consume_own(&key).await;
                 self.changed(key);
-                return match verdict {
+                return own(match verdict {
                     Consumed::Won => Lookup::Found(route),
                     Consumed::Unreachable => {
                         tracing::info!(key = ?key, "one-shot token accepted without the registry (unreachable)");
@@ -380,13 +394,16 @@ impl TokenMap {
                         tracing::info!(key = ?key, "one-shot token already used through another gateway");
                         Lookup::Unknown
                     }
-                };
+                });
             }
             None => {}
         }
         match self.lookup_files(&key) {
-            Lookup::Unknown => registry.fetch(token, &key).await.into(),
-            found => found,
+            Lookup::Unknown => (
+                registry.fetch(token, &key).await.into(),
+                RouteOrigin::Registry,
+            ),
+            found => own(found),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use darts_proxy::rfb::BackendSecurity;
 use darts_proxy::token::TokenKey;
-use darts_proxy::{Route, TokenMap, ViewerChange, ViewerEvent};
+use darts_proxy::{Route, RouteOrigin, TokenMap, ViewerChange, ViewerEvent};
 use darts_vnc::vnc_auth::Password;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -391,8 +391,6 @@ impl Manager {
         }
     }
 
-    /// Feeds viewer events from the gateway: counts viewers, and ends a one-shot
-    /// session when its connection closes.
     /// Tells the manager which token stops the service: a one-shot viewer cut because
     /// darts stops does not end its session (the restart re-adopts it and Manage gives a
     /// fresh link), since the user did not close it.
@@ -406,13 +404,25 @@ impl Manager {
             .is_some_and(CancellationToken::is_cancelled)
     }
 
+    /// Feeds viewer events from this node's gateway and, through the shared registry,
+    /// from other gateways: counts viewers, and ends a one-shot session when its
+    /// connection closes. Acts only on events for a token of the labelled session
+    /// itself (`owns_viewer_event`), so a label alone never reaches a session.
     pub async fn follow_viewers(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<ViewerEvent>) {
         while let Some(ev) = events.recv().await {
             let live = lock(&self.sessions).get(&*ev.label).cloned();
+            let live = live.filter(|l| owns_viewer_event(&lock(&l.record), &ev));
             // A viewer cut by its session's end still gets its line (owner unknown by then).
             let owner = live.as_ref().map(|l| lock(&l.record).user.clone());
-            crate::audit::viewer(&ev, owner.as_deref().unwrap_or(""));
-            let Some(live) = live else { continue };
+            if ev.origin != RouteOrigin::Peer || live.is_some() {
+                crate::audit::viewer(&ev, owner.as_deref().unwrap_or(""));
+            }
+            let Some(live) = live else {
+                if ev.origin != RouteOrigin::Own {
+                    tracing::debug!(session = %ev.label, key = ?ev.key, origin = ?ev.origin, "viewer event for a route this node did not publish: ignored");
+                }
+                continue;
+            };
             match ev.change {
                 ViewerChange::Opened => {
                     live.viewers.fetch_add(1, Ordering::Relaxed);
@@ -573,6 +583,18 @@ pub(super) fn info(live: &Live) -> SessionInfo {
 /// which is also what gateways on other hosts connect to: the certificate must list it
 /// as an IP address (`darts certs init --server-name 10.0.0.5`; 127.0.0.1 is there by
 /// default), and `darts config check` says when it does not.
+/// Whether a viewer event is the session's own: its token is one of the session's and
+/// the route was not read from the registry (another node's route, even if a session
+/// of the same name lives here). Events reported by other gateways pass when they name
+/// one of the session's tokens: only this node published those routes.
+pub fn owns_viewer_event(record: &SessionRecord, ev: &ViewerEvent) -> bool {
+    ev.origin != RouteOrigin::Registry
+        && record
+            .tokens
+            .iter()
+            .any(|t| TokenKey::from_hex(&t.sha256) == Some(ev.key))
+}
+
 pub fn vnc_server_name(
     vnc: &crate::vm::VncEndpoint,
 ) -> Result<rustls_pki_types::ServerName<'static>, rustls_pki_types::InvalidDnsNameError> {
@@ -678,6 +700,45 @@ mod tests {
             Err(SessionError::NotFound)
         ));
         assert_eq!(mgr.get(&Caller::user("alice"), name).unwrap().user, "alice");
+    }
+
+    #[tokio::test]
+    async fn viewer_events_count_only_for_the_sessions_own_routes() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let name = "darts-aaaaaaaaaaaa";
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(mgr.clone().follow_viewers(rx));
+        let event = |key: TokenKey, origin: RouteOrigin| ViewerEvent {
+            label: name.into(),
+            key,
+            origin,
+            change: ViewerChange::Opened,
+            one_shot: false,
+            view_only: false,
+            client: "192.0.2.1:1".parse().unwrap(),
+            traffic: None,
+        };
+        // A label alone (another token), or another node's route read from the
+        // registry under the same label: ignored.
+        tx.send(event(TokenKey::of("forged"), RouteOrigin::Peer))
+            .unwrap();
+        tx.send(event(TokenKey::of("forged"), RouteOrigin::Own))
+            .unwrap();
+        tx.send(event(TokenKey::of("tok"), RouteOrigin::Registry))
+            .unwrap();
+        // The session's own token, through this gateway or another one: counted.
+        tx.send(event(TokenKey::of("tok"), RouteOrigin::Own))
+            .unwrap();
+        tx.send(event(TokenKey::of("tok"), RouteOrigin::Peer))
+            .unwrap();
+        let viewers = || mgr.get(&Caller::user("alice"), name).unwrap().viewers;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while viewers() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(viewers(), 2);
     }
 
     #[tokio::test]

@@ -10,6 +10,14 @@
 //!   `sha256:` is never looked up this way, and a darts entry found there is ignored, so a
 //!   digest read from Redis never opens anything.
 //! - `NS:darts-used:sha256:HEX` — marks a one-shot token as used.
+//! - `NS:darts-viewer-events` — a pub/sub channel: viewers of one node's routes carried
+//!   by another gateway (`peer`, `subscriber`).
+//!
+//! With the secret (`token_redis_key`, always set for `darts serve`) the registry is
+//! authenticated: every field of darts' entries is covered by a tag (`value`, `auth`),
+//! websockify's plain-token keys are not read at all, and an entry that fails the check
+//! gets "unknown token" and a log line. Without it (`darts proxy --token-plugin
+//! TokenRedis` alone) Redis is trusted, as websockify does.
 //!
 //! darts never writes plain-token keys: the session manager keeps only digests, so no
 //! gateway has the token to write one after the link was minted.
@@ -41,9 +49,12 @@
 //! rather than the crate's `ConnectionManager`: the task must know when a reconnection
 //! happened, because that is when everything must be published again.
 
+mod auth;
+pub mod peer;
 mod publisher;
 pub mod seal;
 pub mod source;
+mod subscriber;
 pub mod value;
 
 use std::path::Path;
@@ -61,6 +72,7 @@ pub use seal::{SealError, SealKey};
 pub use source::{RedisSource, SourceError};
 pub use value::ValueError;
 
+use crate::events::{ViewerEvent, ViewerEvents};
 use crate::token::{Route, TokenKey};
 use value::ReadContext;
 
@@ -74,6 +86,8 @@ pub const DEFAULT_MAX_LOOKUPS: usize = 64;
 const QUEUE: usize = 4096;
 /// Longer tokens are not looked up (darts' are 43 characters).
 const MAX_TOKEN_LEN: usize = 512;
+/// Viewer events for other nodes queued for publication; past that, dropped.
+const EVENT_QUEUE: usize = 1024;
 
 /// Takes a one-shot entry and marks it used, atomically. KEYS: entry, mark; ARGV: how
 /// long the mark outlives the entry's own expiry, ms. Returns the entry; `""` when there
@@ -102,6 +116,9 @@ pub struct RegistryConfig {
     pub seal: Option<SealKey>,
     /// This gateway's VNC client certificate, for x509 routes read from the registry.
     pub x509_client: Option<Arc<rustls::ClientConfig>>,
+    /// Where viewer events other gateways report about this node's routes go (darts
+    /// serve's session manager); needs `seal`. None: not listened for.
+    pub peer_events: Option<ViewerEvents>,
     pub resync_every: Duration,
     pub lookup_timeout: Duration,
     pub max_lookups: usize,
@@ -113,6 +130,7 @@ impl RegistryConfig {
             source,
             seal: None,
             x509_client: None,
+            peer_events: None,
             resync_every: DEFAULT_RESYNC,
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
             max_lookups: DEFAULT_MAX_LOOKUPS,
@@ -199,6 +217,8 @@ struct Inner {
     wake: Notify,
     /// A lookup failed: check the connection now.
     suspect: Notify,
+    /// Names this registry instance in its viewer events.
+    node: String,
 }
 
 impl Inner {
@@ -208,6 +228,10 @@ impl Inner {
 
     fn used_key(&self, key: &TokenKey) -> String {
         format!("{}darts-used:sha256:{}", self.prefix, key.to_hex())
+    }
+
+    fn events_channel(&self) -> String {
+        format!("{}darts-viewer-events", self.prefix)
     }
 
     fn lease_ms(&self) -> u64 {
@@ -255,6 +279,8 @@ impl Inner {
 pub(crate) struct Registry {
     inner: Arc<Inner>,
     ops: mpsc::Sender<TokenKey>,
+    /// Viewer events for the nodes owning the routes (only with the secret).
+    owner_events: Option<mpsc::Sender<ViewerEvent>>,
     _stop: DropGuard,
 }
 
@@ -295,13 +321,39 @@ impl Registry {
             resync: AtomicBool::new(false),
             wake: Notify::new(),
             suspect: Notify::new(),
+            node: node_id().map_err(|message| RegistryError::Client {
+                registry: shown.clone(),
+                message,
+            })?,
         });
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (owner_events, events_rx) = match &inner.seal {
+            Some(_) => {
+                let (etx, erx) = mpsc::channel(EVENT_QUEUE);
+                (Some(etx), Some(erx))
+            }
+            None => (None, None),
+        };
         let stop = CancellationToken::new();
+        if let (Some(sink), Some(seal)) = (config.peer_events, inner.seal.clone()) {
+            let listener = subscriber::Subscriber {
+                client: client.clone(),
+                channel: inner.events_channel(),
+                seal,
+                node: inner.node.clone(),
+                sink,
+                stop: stop.clone(),
+                shown: shown.clone(),
+            };
+            runtime.spawn(listener.run());
+        }
         let task = publisher::Publisher::new(
             inner.clone(),
             routes,
-            rx,
+            publisher::Queues {
+                changes: rx,
+                events: events_rx,
+            },
             client,
             stop.clone(),
             resync_every,
@@ -311,6 +363,7 @@ impl Registry {
         Ok(Self {
             inner,
             ops: tx,
+            owner_events,
             _stop: stop.drop_guard(),
         })
     }
@@ -321,6 +374,11 @@ impl Registry {
             self.inner.resync.store(true, Ordering::Relaxed);
             self.inner.wake.notify_one();
         }
+    }
+
+    /// The queue of viewer events for the nodes owning the routes (with the secret).
+    pub(crate) fn owner_events(&self) -> Option<mpsc::Sender<ViewerEvent>> {
+        self.owner_events.clone()
     }
 
     /// Whether Redis answered the last time the task checked.
@@ -350,7 +408,9 @@ impl Registry {
             return Remote::Unavailable;
         };
         let mut keys = vec![self.inner.darts_key(key)];
-        if !token.starts_with("sha256:") {
+        // websockify's keys are written without the secret: never believed by an
+        // authenticated registry.
+        if self.inner.seal.is_none() && !token.starts_with("sha256:") {
             keys.push(format!("{}{token}", self.inner.prefix));
         }
         let query = ::redis::cmd("MGET").arg(&keys).to_owned();
@@ -421,11 +481,21 @@ impl Registry {
                 tracing::warn!(key = ?key, error = %e, "token registry entry cannot be used by this gateway");
                 Unusable::HereOnly
             } else {
-                tracing::warn!(key = ?key, error = %e, "token registry entry ignored");
+                tracing::warn!(key = ?key, error = %e, "token registry entry refused");
                 Unusable::Entry
             }
         })
     }
+}
+
+/// A random name for this registry instance (16 hex digits).
+fn node_id() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut id = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| "the system random generator failed".to_owned())?;
+    Ok(id.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Whether a Redis error means the connection cannot be trusted any more (I/O, timeout,

@@ -1,6 +1,8 @@
 //! The background task that publishes this gateway's in-process routes and keeps the
 //! connection: connect (with back-off), publish everything, then follow changes, ping
-//! every second, re-publish every `resync_every`; on a lost connection start over.
+//! every second, re-publish every `resync_every`; on a lost connection start over. It
+//! also publishes the viewer events this gateway reports to other nodes (`peer`);
+//! those queued while Redis is away go out once it answers again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::{connection_lost, value, Inner};
+use super::{connection_lost, peer, value, Inner};
+use crate::events::ViewerEvent;
 use crate::token::{Route, TokenKey};
 
 /// Bound on connecting and on each command of the task.
@@ -47,10 +50,18 @@ enum End {
     Lost(RedisError),
 }
 
+/// What the task is handed: changed routes, and viewer events for other nodes.
+pub(super) struct Queues {
+    pub(super) changes: mpsc::Receiver<TokenKey>,
+    pub(super) events: Option<mpsc::Receiver<ViewerEvent>>,
+}
+
 pub(super) struct Publisher {
     inner: Arc<Inner>,
     routes: Arc<DashMap<TokenKey, Route>>,
     ops: mpsc::Receiver<TokenKey>,
+    /// Viewer events for the nodes owning the routes (only with the secret).
+    events: Option<mpsc::Receiver<ViewerEvent>>,
     client: ::redis::Client,
     stop: CancellationToken,
     resync_every: Duration,
@@ -63,7 +74,7 @@ impl Publisher {
     pub(super) fn new(
         inner: Arc<Inner>,
         routes: Arc<DashMap<TokenKey, Route>>,
-        ops: mpsc::Receiver<TokenKey>,
+        queues: Queues,
         client: ::redis::Client,
         stop: CancellationToken,
         resync_every: Duration,
@@ -72,7 +83,8 @@ impl Publisher {
         Self {
             inner,
             routes,
-            ops,
+            ops: queues.changes,
+            events: queues.events,
             client,
             stop,
             resync_every,
@@ -170,6 +182,7 @@ impl Publisher {
                         Ok(())
                     }
                 }
+                Some(event) = next_event(&mut self.events) => self.publish_event(&mut conn, &event).await,
                 _ = resync.tick() => self.publish_all(&mut conn).await,
                 _ = ping.tick() => ping_once(&mut conn).await,
                 _ = self.inner.suspect.notified() => ping_once(&mut conn).await,
@@ -181,6 +194,25 @@ impl Publisher {
                 tracing::warn!(registry = %self.shown, error = %e, "token registry refused a write");
             }
         }
+    }
+
+    /// Tells the other nodes of a viewer of one of their routes.
+    async fn publish_event(
+        &self,
+        conn: &mut MultiplexedConnection,
+        event: &ViewerEvent,
+    ) -> Result<(), RedisError> {
+        let Some(seal) = &self.inner.seal else {
+            return Ok(());
+        };
+        let message = peer::encode(event, &self.inner.node, seal, SystemTime::now());
+        let receivers: i64 = ::redis::cmd("PUBLISH")
+            .arg(self.inner.events_channel())
+            .arg(message)
+            .query_async(conn)
+            .await?;
+        tracing::debug!(session = %event.label, change = ?event.change, receivers, "viewer event published for its node");
+        Ok(())
     }
 
     /// Publishes the current state of each changed key.
@@ -311,6 +343,14 @@ impl Publisher {
                 None
             }
         }
+    }
+}
+
+/// The next queued viewer event; never, without a queue.
+async fn next_event(events: &mut Option<mpsc::Receiver<ViewerEvent>>) -> Option<ViewerEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -69,6 +69,12 @@ impl SealKey {
         Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
     }
 
+    /// A key of its own for one use of the secret (`label` names the use and its
+    /// version), so a tag made for one purpose never stands for another.
+    pub(crate) fn derive(&self, label: &[u8]) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&self.0, label).as_ref())
+    }
+
     fn entry_key(&self, token: &TokenKey) -> Result<LessSafeKey, SealError> {
         let mut ctx = hmac::Context::with_key(&self.0);
         ctx.update(LABEL);
@@ -144,7 +150,7 @@ fn trim_line_end(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
-fn from_hex(hex: &str) -> Option<Vec<u8>> {
+pub(crate) fn from_hex(hex: &str) -> Option<Vec<u8>> {
     if hex.len() % 2 != 0 {
         return None;
     }

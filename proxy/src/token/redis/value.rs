@@ -8,6 +8,12 @@
 //! x509, and the VNC password sealed (see `seal`). A darts entry is only ever taken from
 //! a digest key: found under a plain key it is refused, so a digest cannot stand in for
 //! the token it was made from.
+//!
+//! With the registry secret, every field of darts' entry is authenticated (`mac`, see
+//! `auth`), together with the digest it is stored under: a gateway that has the secret
+//! refuses an entry changed in any way, copied under another token's key, or written
+//! without the secret (websockify's format, or darts' without `mac`). Without the
+//! secret a gateway trusts Redis, as websockify does, and can check nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,13 +22,16 @@ use darts_vnc::vnc_auth::Password;
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Authenticator, Canonical};
 use super::seal::{SealError, SealKey};
 use crate::rfb::BackendSecurity;
 use crate::target::Target;
 use crate::token::{Route, TokenKey};
 
-/// Version of darts' entry format.
-const FORMAT: u8 = 1;
+/// Version of darts' entry format (2: every field authenticated).
+const FORMAT: u8 = 2;
+/// Names the entry tag's key and the canonical encoding it covers.
+const MAC_LABEL: &[u8] = b"darts token-redis entry v2\0";
 
 /// Why an entry cannot be used. Never holds a token or a password.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +53,8 @@ pub enum ValueError {
     NoClientCertificate,
     #[error("x509 server name {0:?} is not valid")]
     ServerName(String),
+    #[error("entry not authenticated by token_redis_key (changed, copied from another token, or written without the secret)")]
+    Unauthenticated,
     #[error(transparent)]
     Seal(#[from] SealError),
 }
@@ -65,6 +76,7 @@ pub struct ReadContext<'a> {
 
 /// darts' own entry.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DartsEntry {
     host: String,
     darts: u8,
@@ -78,11 +90,47 @@ struct DartsEntry {
     view_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_clipboard: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    view_only_clipboard: bool,
     security: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     server_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     password: Option<String>,
+    /// The tag over every other field and the digest (`canonical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+impl DartsEntry {
+    /// Every field but `mac`, bound to the digest the entry is stored under.
+    fn canonical(&self, key: &TokenKey) -> Canonical {
+        Canonical::new("darts-entry", self.darts)
+            .bytes(&key.0)
+            .str(&self.host)
+            .opt_u64(self.expires_ms)
+            .bool(self.one_shot)
+            .opt_str(self.label.as_deref())
+            .bool(self.view_only)
+            .opt_u64(self.max_clipboard.map(u64::from))
+            .bool(self.view_only_clipboard)
+            .str(&self.security)
+            .opt_str(self.server_name.as_deref())
+            .opt_str(self.password.as_deref())
+    }
+
+    /// Refuses the entry unless its tag is the secret's for these fields and `key`.
+    fn authenticate(&self, key: &TokenKey, seal: &SealKey) -> Result<(), ValueError> {
+        let genuine = self.darts == FORMAT
+            && self.mac.as_deref().is_some_and(|tag| {
+                Authenticator::new(seal, MAC_LABEL).verify(&self.canonical(key), tag)
+            });
+        if genuine {
+            Ok(())
+        } else {
+            Err(ValueError::Unauthenticated)
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -125,7 +173,8 @@ pub fn parse_websockify(value: &str) -> Result<Target, ValueError> {
 }
 
 /// darts' entry for `route` under the digest `key`: the password sealed, x509 material
-/// left out (each gateway brings its own client certificate).
+/// left out (each gateway brings its own client certificate), every field authenticated
+/// when there is a secret.
 pub fn encode(key: &TokenKey, route: &Route, seal: Option<&SealKey>) -> Result<String, ValueError> {
     let mode = route.security.name();
     let (password, server_name) = match &route.security {
@@ -144,7 +193,7 @@ pub fn encode(key: &TokenKey, route: &Route, seal: Option<&SealKey>) -> Result<S
                 .seal(key, mode, p.expose())?,
         ),
     };
-    let entry = DartsEntry {
+    let mut entry = DartsEntry {
         host: route.target.to_string(),
         darts: FORMAT,
         expires_ms: route.expires_at.map(unix_ms),
@@ -152,19 +201,28 @@ pub fn encode(key: &TokenKey, route: &Route, seal: Option<&SealKey>) -> Result<S
         label: route.label.as_deref().map(str::to_owned),
         view_only: route.view_only,
         max_clipboard: route.max_clipboard,
+        view_only_clipboard: route.view_only_clipboard,
         security: mode.to_owned(),
         server_name,
         password,
+        mac: None,
     };
+    if let Some(seal) = seal {
+        entry.mac = Some(Authenticator::new(seal, MAC_LABEL).sign(&entry.canonical(key)));
+    }
     serde_json::to_string(&entry).map_err(|e| ValueError::Malformed(e.to_string()))
 }
 
-/// The route of darts' entry found under the digest `key`.
+/// The route of darts' entry found under the digest `key`; with a secret, only if the
+/// entry is authenticated, checked before any field is used.
 pub fn decode(key: &TokenKey, value: &str, ctx: ReadContext<'_>) -> Result<Route, ValueError> {
     let entry: DartsEntry =
         serde_json::from_str(value).map_err(|e| ValueError::Malformed(e.to_string()))?;
     if entry.darts > FORMAT {
         return Err(ValueError::Format(entry.darts));
+    }
+    if let Some(seal) = ctx.seal {
+        entry.authenticate(key, seal)?;
     }
     let target = Target::parse(&entry.host).ok_or(ValueError::Target)?;
     let password = |mode: &str| -> Result<Option<Password>, ValueError> {
@@ -208,6 +266,7 @@ pub fn decode(key: &TokenKey, value: &str, ctx: ReadContext<'_>) -> Result<Route
         .security(security)
         .view_only(entry.view_only)
         .max_clipboard(entry.max_clipboard)
+        .view_only_clipboard(entry.view_only_clipboard)
         .one_shot(entry.one_shot);
     if let Some(label) = entry.label {
         route = route.label(label);
@@ -288,6 +347,7 @@ mod tests {
             .max_clipboard(Some(0))
             .one_shot(true)
             .label("darts-abc")
+            .view_only_clipboard(true)
             .expires_at(expires);
         let text = encode(&key, &route, Some(&seal)).unwrap();
         assert!(!text.contains("pw123456"), "{text}");
@@ -313,6 +373,57 @@ mod tests {
             encode(&key, &route, None),
             Err(ValueError::NoSealKey)
         ));
+    }
+
+    #[test]
+    fn with_the_secret_every_field_is_authenticated() {
+        let key = TokenKey::of("tok");
+        let seal = SealKey::from_secret(&[1u8; 32]);
+        let ctx = ReadContext {
+            seal: Some(&seal),
+            x509_client: None,
+        };
+        let route = Route::new(tcp("10.0.0.1", 5901))
+            .view_only(true)
+            .max_clipboard(Some(0))
+            .one_shot(true)
+            .label("darts-abc")
+            .expires_at(UNIX_EPOCH + Duration::from_millis(1_900_000_000_000));
+        let text = encode(&key, &route, Some(&seal)).unwrap();
+        assert_eq!(decode(&key, &text, ctx).unwrap(), route);
+        let genuine: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let changes: [(&str, serde_json::Value); 9] = [
+            ("host", "10.6.6.6:5901".into()),
+            ("view_only", false.into()),
+            ("one_shot", false.into()),
+            ("expires_ms", 1_900_000_999_000u64.into()),
+            ("label", "darts-other".into()),
+            ("max_clipboard", 1_000_000.into()),
+            ("view_only_clipboard", true.into()),
+            ("darts", 1.into()),
+            ("mac", "00".repeat(32).into()),
+        ];
+        for (field, value) in changes {
+            let mut e = genuine.clone();
+            e[field] = value;
+            let err = decode(&key, &e.to_string(), ctx).unwrap_err();
+            assert!(matches!(err, ValueError::Unauthenticated), "{field}: {err}");
+        }
+        let mut e = genuine.clone();
+        e.as_object_mut().unwrap().remove("mac");
+        assert!(matches!(
+            decode(&key, &e.to_string(), ctx),
+            Err(ValueError::Unauthenticated)
+        ));
+        // Copied under another token's digest, or signed with another secret.
+        assert!(decode(&TokenKey::of("other"), &text, ctx).is_err());
+        let other = SealKey::from_secret(&[2u8; 32]);
+        let forged = encode(&key, &route, Some(&other)).unwrap();
+        assert!(decode(&key, &forged, ctx).is_err());
+        // Unknown fields are not silently carried.
+        let mut e = genuine;
+        e["extra"] = 1.into();
+        assert!(decode(&key, &e.to_string(), ctx).is_err());
     }
 
     #[test]
@@ -358,6 +469,7 @@ mod tests {
             r#"{"host":"h:1"}"#,
             r#"{"host":"h:1","darts":1,"security":"telepathy"}"#,
             r#"{"host":"h:1","darts":9,"security":"none"}"#,
+            r#"{"host":"h:1","darts":2,"security":"none","sneaky":1}"#,
             r#"{"host":"nope","darts":1,"security":"none"}"#,
             r#"{"host":"h:1","darts":1,"security":"vnc-password"}"#,
         ] {
