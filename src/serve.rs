@@ -201,6 +201,11 @@ pub fn web_auth(config: &Config, listen: SocketAddr) -> anyhow::Result<WebAuth> 
             address = %listen,
             "NO AUTHENTICATION: no check_user_* method is configured; every user name is accepted as typed"
         );
+        if config.allow_open_access {
+            tracing::warn!("allow_open_access is on: requests from other hosts and through reverse proxies are served without authentication");
+        } else {
+            tracing::warn!("requests forwarded by a reverse proxy (X-Forwarded-For, Forwarded, Via) or from other hosts are refused with 403 until authentication is configured or allow_open_access is set");
+        }
     }
     let login: Arc<dyn LoginCheck> = if open {
         Arc::new(OpenLogin)

@@ -35,6 +35,10 @@ pub enum ApiError {
     Csrf,
     #[error("only administrators may do this")]
     AdminOnly,
+    /// No authentication is configured and the request came through a reverse proxy,
+    /// so it may come from anywhere (`allow_open_access` lifts this).
+    #[error("this server has no authentication configured, so it only serves its own host; a request forwarded by a proxy is refused (the operator can set allow_open_access)")]
+    OpenAccessForwarded,
     #[error("a one-shot session has a single connection, and it is already open")]
     OneShotInUse,
     #[error("this login link is not valid (it may have been used or have expired)")]
@@ -102,6 +106,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Csrf => "csrf",
             Self::AdminOnly => "forbidden",
+            Self::OpenAccessForwarded => "open_access_forwarded",
             Self::OneShotInUse => "oneshot_in_use",
             Self::LinkInvalid => "link_invalid",
             Self::MailUnavailable => "mail_unavailable",
@@ -129,7 +134,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Csrf | Self::AdminOnly => StatusCode::FORBIDDEN,
+            Self::Csrf | Self::AdminOnly | Self::OpenAccessForwarded => StatusCode::FORBIDDEN,
             Self::OneShotInUse => StatusCode::CONFLICT,
             Self::MailUnavailable
             | Self::MailFailed

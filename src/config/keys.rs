@@ -135,10 +135,10 @@ pub const KEYS: &[Key] = &[
     live("layout_terms", "Terms shown next to Create: a file path or an HTML string (empty: built-in text)."),
     // Web service.
     live("service_url", "Public address, e.g. https://server/darts: base of session and mailed links."),
-    restart("service_trusted_proxies", "Reverse proxies (IP addresses) whose X-Forwarded-For names the client."),
+    restart("service_trusted_proxies", "Reverse proxies (IP addresses or networks, e.g. 127.0.0.1, 10.0.0.0/8) whose X-Forwarded-For, X-Forwarded-Proto and Host headers are believed."),
     restart("service_proxy_protocol", "Read a PROXY protocol v1/v2 header from service_trusted_proxies' connections."),
     restart("service_max_connections_per_ip", "Connections one client address (IPv6: one /64) may hold on service_port; more are closed at once (0: no limit)."),
-    live("allow_open_access", "Serve on a non-loopback address with no authentication configured."),
+    live("allow_open_access", "With no authentication configured, serve anyway on a non-loopback address and to requests forwarded by a reverse proxy (otherwise refused with 403)."),
     live("login_lifetime", "How long a web login lasts, seconds."),
     restart("login_max_failures", "Failed logins per user and address before back-off doubles each time."),
     // Peers.

@@ -212,3 +212,68 @@ async fn without_an_authenticator_any_name_is_accepted() {
         .await
         .assert_error(400, "invalid_field");
 }
+
+/// With no authentication, a request that came through a reverse proxy may come from
+/// anywhere: it is refused (pages and API alike), so no one on the internet becomes the
+/// administrator by typing that name. Direct loopback requests are still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_authenticator_forwarded_requests_are_refused() {
+    let web = Web::with("api-open-proxy", "", Arc::new(OpenLogin), true).await;
+    // The evidence: a login as the administrator through the trusted proxy at 127.0.0.1.
+    let mut far = web.browser().at_addr("203.0.113.9");
+    far.login("root", "")
+        .await
+        .assert_error(403, "open_access_forwarded");
+    assert_eq!(far.get("/api/config").await.status, 403);
+    assert_eq!(far.get("/").await.status, 403);
+    // A proxy that is not declared trusted still says it forwarded the request.
+    let mut undeclared = web.browser().with_header("Forwarded", "for=198.51.100.7");
+    undeclared
+        .login("root", "")
+        .await
+        .assert_error(403, "open_access_forwarded");
+    // The local user on loopback is served as before.
+    let local = web.login("root", "").await;
+    assert_eq!(local.get("/api/config").await.json()["user"]["admin"], true);
+
+    // An operator who really wants open access behind a proxy says so.
+    let web = Web::with(
+        "api-open-proxy-allowed",
+        "allow_open_access = true",
+        Arc::new(OpenLogin),
+        true,
+    )
+    .await;
+    let mut far = web.browser().at_addr("203.0.113.9");
+    assert_eq!(far.login("dave", "").await.status, 200);
+}
+
+/// A trusted proxy on loopback seen through a dual-stack `[::]` listener arrives as
+/// `::ffff:127.0.0.1`: it is the same proxy for every rule (client address, scheme,
+/// Origin host), so a browser behind it on https can log in with a Secure cookie.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_on_a_dual_stack_listener_is_trusted_for_everything() {
+    let web = Web::build_on(
+        "[::]:0".parse().unwrap(),
+        "api-dual-stack",
+        &format!(
+            "{}\nservice_trusted_proxies = [\"127.0.0.0/8\"]",
+            crate::harness::BASE.replace("service_trusted_proxies = [\"127.0.0.1\"]", "")
+        ),
+        Arc::new(crate::fakes::FakeLogin),
+        false,
+        crate::harness::Mail::Fake,
+    )
+    .await;
+    let mut b = web
+        .browser()
+        .with_header("X-Forwarded-For", "192.0.2.7")
+        .with_header("X-Forwarded-Proto", "https")
+        .with_header("X-Forwarded-Host", "desktops.example.org")
+        .with_header("Origin", "https://desktops.example.org");
+    let r = b.login("root", "root-pw").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+    let c = b.get("/api/config").await.json();
+    assert_eq!(c["user"]["name"], "root");
+}
