@@ -87,6 +87,7 @@ struct Inner {
 impl DartsApp {
     pub fn new(opts: ApiOptions) -> Self {
         let free = opts.manager.config().login_max_failures;
+        let per_user = opts.manager.config().login_max_per_user;
         Self {
             inner: Arc::new(RwLock::new(Arc::new(Inner {
                 manager: opts.manager,
@@ -94,7 +95,7 @@ impl DartsApp {
                 mailer: opts.mailer,
                 open: opts.open,
                 prefix: opts.prefix.trim_end_matches('/').to_owned(),
-                logins: Arc::new(Logins::new()),
+                logins: Arc::new(Logins::new(per_user)),
                 backoff: Arc::new(Backoff::new(free)),
                 mfa: MfaStore::new(MfaLimits::default())
                     .map_err(|e| tracing::error!(error = %e, "no second-factor store"))

@@ -330,3 +330,24 @@ async fn without_an_authenticator_any_name_is_accepted() {
         .await
         .assert_error(400, "invalid_field");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_per_user_are_capped_and_the_oldest_goes() {
+    let web = Web::start("api-logins-per-user", "login_max_per_user = 2").await;
+    let bob = web.login("bob", "bob-pw").await;
+    let first = web.login("alice", "alice-pw").await;
+    let second = web.login("alice", "alice-pw").await;
+    let third = web.login("alice", "alice-pw").await;
+    // Alice's oldest login is closed; her two newest, and Bob's, still work.
+    first
+        .get("/api/sessions")
+        .await
+        .assert_error(401, "login_required");
+    for b in [&second, &third, &bob] {
+        assert_eq!(b.get("/api/sessions").await.status, 200);
+    }
+    assert_eq!(
+        third.get("/api/config").await.json()["user"]["name"],
+        "alice"
+    );
+}
