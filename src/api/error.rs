@@ -23,6 +23,8 @@ pub enum ApiError {
     },
     #[error("the request body is larger than {max} bytes")]
     BodyTooLarge { max: usize },
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
     #[error("send the request body as application/json")]
     UnsupportedMediaType,
     #[error("log in first")]
@@ -100,6 +102,7 @@ impl ApiError {
             Self::BadJson(_) => "bad_json",
             Self::InvalidField { .. } => "invalid_field",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::LoginRequired => "login_required",
             Self::InvalidCredentials => "invalid_credentials",
@@ -129,6 +132,7 @@ impl ApiError {
         match self {
             Self::BadJson(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::LoginRequired | Self::InvalidCredentials | Self::LinkInvalid => {
                 StatusCode::UNAUTHORIZED

@@ -91,6 +91,7 @@ struct Inner {
 impl DartsApp {
     pub fn new(opts: ApiOptions) -> Self {
         let free = opts.manager.config().login_max_failures;
+        let per_user = opts.manager.config().login_max_per_user;
         let trusted = Arc::new(TrustedProxies::parse_valid(
             &opts.manager.config().service_trusted_proxies,
         ));
@@ -102,7 +103,7 @@ impl DartsApp {
                 open: opts.open,
                 trusted,
                 prefix: opts.prefix.trim_end_matches('/').to_owned(),
-                logins: Arc::new(Logins::new()),
+                logins: Arc::new(Logins::new(per_user)),
                 backoff: Arc::new(Backoff::new(free)),
                 mfa: MfaStore::new(MfaLimits::default())
                     .map_err(|e| tracing::error!(error = %e, "no second-factor store"))

@@ -1,6 +1,8 @@
 //! The HTTP side of the application: JSON answers with their security headers, strict
 //! and bounded request bodies, cookies, the client's address and the public base URL.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,6 +16,9 @@ use super::error::ApiError;
 
 /// Largest request body.
 pub const MAX_BODY: usize = 64 * 1024;
+/// How long a whole request body may take to arrive, from the end of its headers: a
+/// client trickling bytes cannot hold a handler (and its connection) for longer.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Pages may load scripts, styles and data only from this server; operators' headers
 /// may show images from any HTTPS site. No inline script, no framing.
@@ -78,6 +83,10 @@ pub fn error(e: &ApiError) -> Response<Body> {
                 h.insert(header::ALLOW, v);
             }
         }
+        // The rest of that body may still be on its way: the connection cannot be reused.
+        ApiError::BodyTimeout { .. } => {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         _ => {}
     }
     r
@@ -92,7 +101,8 @@ pub async fn read_json<T: DeserializeOwned>(
     parse_json(&read_body(headers, body).await?)
 }
 
-/// Reads a JSON body's bytes: `application/json`, at most [`MAX_BODY`] bytes.
+/// Reads a JSON body's bytes: `application/json`, at most [`MAX_BODY`] bytes, all of
+/// them within [`BODY_DEADLINE`].
 pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -109,9 +119,18 @@ pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Api
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(ApiError::BodyTooLarge { max: MAX_BODY });
     }
-    Ok(Limited::new(body, MAX_BODY)
-        .collect()
+    let collected = tokio::time::timeout(BODY_DEADLINE, Limited::new(body, MAX_BODY).collect())
         .await
+        .map_err(|_| {
+            tracing::info!(
+                deadline_s = BODY_DEADLINE.as_secs(),
+                "request body too slow: refused"
+            );
+            ApiError::BodyTimeout {
+                secs: BODY_DEADLINE.as_secs(),
+            }
+        })?;
+    Ok(collected
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::BodyTooLarge { max: MAX_BODY }

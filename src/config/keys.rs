@@ -140,7 +140,8 @@ pub const KEYS: &[Key] = &[
     restart("service_max_connections_per_ip", "Connections one client address (IPv6: one /64) may hold on service_port; more are closed at once (0: no limit)."),
     live("allow_open_access", "With no authentication configured, serve anyway on a non-loopback address and to requests forwarded by a reverse proxy (otherwise refused with 403)."),
     live("login_lifetime", "How long a web login lasts, seconds."),
-    restart("login_max_failures", "Failed logins per user and address before back-off doubles each time."),
+    restart("login_max_failures", "Failed logins per user and address before back-off (1 s, then doubling); attempts under way count."),
+    restart("login_max_per_user", "Web logins one user may hold at once; one more closes that user's oldest."),
     // Peers.
     live("fallback_servers", "Peers (URLs, e.g. https://b/darts) that take a request this one has no room for."),
     live("node_name", "This node's name among its peers; default: the host name."),

@@ -232,9 +232,12 @@ pub struct Config {
     pub allow_open_access: bool,
     /// How long a web login lasts, seconds.
     pub login_lifetime: u64,
-    /// Failed logins allowed per user and per client address before each further
-    /// failure locks them out for twice as long (1 s, 2 s, 4 s, … up to 15 minutes).
+    /// Failed logins allowed per user and per client address: the last of them locks
+    /// them out for 1 s, each further one for twice as long (2 s, 4 s, … up to 15 minutes).
+    /// Attempts under way count as failures until answered.
     pub login_max_failures: u32,
+    /// Web logins one user may hold at once; opening one more closes that user's oldest.
+    pub login_max_per_user: usize,
 
     // Peers.
     #[serde(deserialize_with = "one_or_many_split")]
@@ -367,6 +370,7 @@ impl Default for Config {
             allow_open_access: false,
             login_lifetime: 8 * 3600,
             login_max_failures: 5,
+            login_max_per_user: 20,
             fallback_servers: Vec::new(),
             node_name: String::new(),
             fallback_key: String::new(),
