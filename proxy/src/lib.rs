@@ -18,6 +18,7 @@ mod http_service;
 pub mod metrics;
 pub mod origin;
 mod per_address;
+mod per_token;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod rfb;
