@@ -6,6 +6,8 @@
 //! See `LIFECYCLE.md` for the path of one connection.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+// Code the service runs logs through `tracing`: a panicking print macro never.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod app;
 pub mod client;
