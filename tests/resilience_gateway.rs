@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use darts_proxy::forwarded::TrustedProxies;
-use darts_proxy::{Route, Target, TokenMap};
+use darts_proxy::{GatewayConfig, Route, Target, TokenMap};
 use futures_util::StreamExt;
 use qemu::{Qemu, RfbOverWs, VncListen};
 use service::Service;
@@ -211,22 +211,29 @@ fn upgrade_head(addr: SocketAddr, token: &str, head_len: usize) -> Vec<u8> {
     head
 }
 
+/// An in-process gateway routing each of `tokens` to an echo backend that greets with "A".
+async fn echo_gateway(tokens: &[&str], config: GatewayConfig) -> TestGateway {
+    let backend = echo_backend(b"A").await;
+    let map = TokenMap::new();
+    for t in tokens {
+        map.insert(
+            t,
+            Route::new(Target::Tcp {
+                host: "127.0.0.1".into(),
+                port: backend.port(),
+            }),
+        );
+    }
+    TestGateway::start(config, map).await
+}
+
 const DROPPED: &str = "darts_connections_dropped_total{reason=\"pending_per_address\"}";
 
 #[tokio::test]
 async fn the_pending_cap_drops_an_address_oldest_connection_and_never_counts_sessions() {
-    let backend = echo_backend(b"A").await;
-    let tokens = TokenMap::new();
-    tokens.insert(
-        "t",
-        Route::new(Target::Tcp {
-            host: "127.0.0.1".into(),
-            port: backend.port(),
-        }),
-    );
     let mut config = TestGateway::config();
     config.max_connections_per_ip = 3;
-    let gw = TestGateway::start(config, tokens).await;
+    let gw = echo_gateway(&["t"], config).await;
     let url = gw.ws_url("/?token=t");
     // Five sessions from 127.0.0.1 with a valid token: past the pending cap, all held.
     let mut sessions = Vec::new();
@@ -270,20 +277,11 @@ async fn the_pending_cap_drops_an_address_oldest_connection_and_never_counts_ses
 
 #[tokio::test]
 async fn behind_a_proxy_the_clients_it_names_are_counted_not_the_proxy() {
-    let backend = echo_backend(b"A").await;
-    let tokens = TokenMap::new();
-    tokens.insert(
-        "t",
-        Route::new(Target::Tcp {
-            host: "127.0.0.1".into(),
-            port: backend.port(),
-        }),
-    );
     let mut config = TestGateway::config();
     config.max_connections_per_ip = 2;
     config.proxy_protocol = true;
     config.trusted_proxies = TrustedProxies::parse(&["127.0.0.1"]).unwrap();
-    let gw = TestGateway::start(config, tokens).await;
+    let gw = echo_gateway(&["t"], config).await;
     let url = gw.ws_url("/?token=t");
     let via_proxy = |client: &'static str| {
         let addr = gw.addr;
@@ -343,20 +341,9 @@ async fn behind_a_proxy_the_clients_it_names_are_counted_not_the_proxy() {
 
 #[tokio::test]
 async fn sessions_per_token_are_capped_and_other_tokens_are_served() {
-    let backend = echo_backend(b"A").await;
-    let tokens = TokenMap::new();
-    for t in ["t", "u"] {
-        tokens.insert(
-            t,
-            Route::new(Target::Tcp {
-                host: "127.0.0.1".into(),
-                port: backend.port(),
-            }),
-        );
-    }
     let mut config = TestGateway::config();
     config.max_viewers_per_token = 2;
-    let gw = TestGateway::start(config, tokens).await;
+    let gw = echo_gateway(&["t", "u"], config).await;
     let url = gw.ws_url("/?token=t");
     let mut viewers = Vec::new();
     for _ in 0..2 {
@@ -402,16 +389,7 @@ async fn sessions_per_token_are_capped_and_other_tokens_are_served() {
 
 #[tokio::test]
 async fn a_request_head_over_16_kib_gets_431_and_one_just_under_is_served() {
-    let backend = echo_backend(b"A").await;
-    let tokens = TokenMap::new();
-    tokens.insert(
-        "t",
-        Route::new(Target::Tcp {
-            host: "127.0.0.1".into(),
-            port: backend.port(),
-        }),
-    );
-    let gw = TestGateway::start(TestGateway::config(), tokens).await;
+    let gw = echo_gateway(&["t"], TestGateway::config()).await;
     // A single 64 KiB header line on a valid upgrade: refused, never switched.
     let huge = upgrade_head(gw.addr, "t", 64 * 1024 + 200);
     assert_eq!(status_of_head(gw.addr, &huge).await, 431);
