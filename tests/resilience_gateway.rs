@@ -590,6 +590,13 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_its_viewers_and_oth
     // Defaults: the pending share is darts_proxy's default (256).
     const CAP: usize = darts_proxy::config::DEFAULT_MAX_CONNECTIONS_PER_IP;
     const FLOOD: usize = 3000;
+    // The flood's client ends live in this process: a 1024 soft limit is too few
+    // (`None`: no limit at all).
+    let nofile = darts::rlimit::raise_nofile();
+    assert!(
+        nofile.is_none_or(|n| n > FLOOD as u64 + 512),
+        "open-files limit {nofile:?}: the flood needs more than {FLOOD} + 512"
+    );
     let svc = Service::start("resilience-flood", "");
     let s = svc.start_session(&[]);
     let url = svc.ws_url(&s.token);
