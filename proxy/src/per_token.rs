@@ -1,22 +1,25 @@
 //! Sessions held per token, so that one link (shared, leaked or scripted) cannot take
 //! every connection of the gateway. A place is taken when an upgrade finds its route by
-//! a token and given back when the session ends: nothing on the data path.
+//! a token and given back when the session ends: nothing on the data path. Tokens are
+//! counted by their digest, never kept in clear.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::token::TokenKey;
 
 /// How many sessions each token holds, against one limit.
 #[derive(Debug)]
 pub(crate) struct TokenViewers {
     max: usize,
-    held: Mutex<HashMap<String, usize>>,
+    held: Mutex<HashMap<TokenKey, usize>>,
 }
 
 /// One session counted against its token until dropped.
 #[derive(Debug)]
 pub(crate) struct ViewerSlot {
     viewers: Arc<TokenViewers>,
-    token: String,
+    key: TokenKey,
 }
 
 impl TokenViewers {
@@ -32,19 +35,20 @@ impl TokenViewers {
 
     /// A place for one more session of `token`, or `None` when it holds `max` already.
     pub(crate) fn acquire(self: &Arc<Self>, token: &str) -> Option<ViewerSlot> {
+        let key = TokenKey::of(token);
         let mut held = self.lock();
-        let n = held.entry(token.to_owned()).or_insert(0);
+        let n = held.entry(key).or_insert(0);
         if *n >= self.max {
             return None;
         }
         *n += 1;
         Some(ViewerSlot {
             viewers: self.clone(),
-            token: token.to_owned(),
+            key,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TokenKey, usize>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -52,10 +56,10 @@ impl TokenViewers {
 impl Drop for ViewerSlot {
     fn drop(&mut self) {
         let mut held = self.viewers.lock();
-        if let Some(n) = held.get_mut(&self.token) {
+        if let Some(n) = held.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                held.remove(&self.token);
+                held.remove(&self.key);
             }
         }
     }
