@@ -136,9 +136,25 @@ async fn upgrade(
         );
     }
     let token = token_of(shared, &req);
-    let route = match find_route(shared, token).await {
+    let (route, by_token) = match find_route(shared, token.as_deref()).await {
         Ok(r) => r,
         Err((kind, status, reason)) => return refuse(shared, kind, status, reason, client.addr),
+    };
+    // A route found by its token takes one of the token's places for the session's life.
+    let viewer_slot = match (&shared.per_token, token.as_deref()) {
+        (Some(viewers), Some(token)) if by_token => match viewers.acquire(token) {
+            Some(slot) => Some(slot),
+            None => {
+                return refuse(
+                    shared,
+                    Handshake::TooManyViewers,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many viewers on this link\n",
+                    client.addr,
+                )
+            }
+        },
+        _ => None,
     };
     shared.metrics.handshake(Handshake::Accepted);
     let id = next_session_id(shared);
@@ -150,7 +166,11 @@ async fn upgrade(
         label = route.label.as_deref().unwrap_or(""),
         target = %route.target,
     );
-    let conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let mut conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
+    // A valid token: from here the connection is a session, no longer pending.
+    if let Some(g) = &mut conn_guard {
+        g.established();
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = shared.clone();
     let viewer = match (&shared.config.viewer_events, &route.label) {
@@ -164,6 +184,7 @@ async fn upgrade(
     };
     spawn_session(shared, span, async move {
         let _guard = conn_guard;
+        let _viewer_slot = viewer_slot;
         let mut viewer = viewer;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -253,12 +274,13 @@ fn token_of(shared: &Shared, req: &Request<Incoming>) -> Option<String> {
     }
 }
 
-/// The route for an upgrade: the token's, or the single default target. Only a token
-/// this gateway does not know may wait on the shared registry, within its bounds.
-async fn find_route(shared: &Shared, token: Option<String>) -> Result<Route, Refusal> {
+/// The route for an upgrade: the token's (with `true`), or the single default target.
+/// Only a token this gateway does not know may wait on the shared registry, within its
+/// bounds.
+async fn find_route(shared: &Shared, token: Option<&str>) -> Result<(Route, bool), Refusal> {
     match token {
-        Some(token) => match shared.tokens.lookup_shared(&token).await {
-            Lookup::Found(route) => Ok(route),
+        Some(token) => match shared.tokens.lookup_shared(token).await {
+            Lookup::Found(route) => Ok((route, true)),
             Lookup::Expired => Err((
                 Handshake::ExpiredToken,
                 StatusCode::NOT_FOUND,
@@ -276,7 +298,7 @@ async fn find_route(shared: &Shared, token: Option<String>) -> Result<Route, Ref
             )),
             Lookup::Unknown => match &shared.config.default_target {
                 Some(t) if shared.tokens.is_empty() && !shared.config.host_token => {
-                    Ok(Route::new(t.clone()))
+                    Ok((Route::new(t.clone()), false))
                 }
                 _ => Err((
                     Handshake::UnknownToken,
@@ -286,7 +308,7 @@ async fn find_route(shared: &Shared, token: Option<String>) -> Result<Route, Ref
             },
         },
         None => match &shared.config.default_target {
-            Some(t) => Ok(Route::new(t.clone())),
+            Some(t) => Ok((Route::new(t.clone()), false)),
             None => Err((
                 Handshake::MissingToken,
                 StatusCode::NOT_FOUND,

@@ -733,7 +733,7 @@ impl Checker<'_> {
             self.warning(
                 "service_max_connections_per_ip",
                 format!(
-                    "{per_ip} is below {MIN_CONNECTIONS_PER_IP}: a browser opens several connections per page and one per viewer, so users would be refused"
+                    "{per_ip} is below {MIN_CONNECTIONS_PER_IP}: a browser holds several pending connections per page and users behind one NAT share an address, so their connections would push each other out"
                 ),
             );
         }

@@ -222,10 +222,13 @@ pub struct Config {
     /// `proxy_protocol on`, HAProxy `send-proxy`).
     #[serde(deserialize_with = "flexible_bool")]
     pub service_proxy_protocol: bool,
-    /// Connections one client address may hold on `service_port` (0: no limit); more
-    /// are closed at once. The address is the one a trusted proxy's PROXY header names,
-    /// else the TCP peer's (trusted proxies themselves are not counted); IPv6 per /64.
+    /// Pending connections (accepted, not yet a session with a valid token) one client
+    /// address may hold on `service_port` (0: no limit); a newer one pushes out the
+    /// oldest. The address is the one a trusted proxy's PROXY header names, else the TCP
+    /// peer's (trusted proxies themselves are not counted); IPv6 per /64.
     pub service_max_connections_per_ip: usize,
+    /// Websocket sessions one token (session link) may hold at once (0: no limit).
+    pub service_max_viewers_per_token: usize,
     /// Serve on a non-loopback address although no authenticator is configured (anyone
     /// may then start sessions under any name).
     #[serde(deserialize_with = "flexible_bool")]
@@ -367,6 +370,7 @@ impl Default for Config {
             service_trusted_proxies: Vec::new(),
             service_proxy_protocol: false,
             service_max_connections_per_ip: darts_proxy::config::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            service_max_viewers_per_token: darts_proxy::config::DEFAULT_MAX_VIEWERS_PER_TOKEN,
             allow_open_access: false,
             login_lifetime: 8 * 3600,
             login_max_failures: 5,
