@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::login::LoginOutcome;
-use super::logins::LINK_LIFETIME;
+use super::logins::{LoginOrigin, LINK_LIFETIME};
 use super::rate::Attempt;
 use super::wire::{self, Body};
 use super::{set_cookie, Call, Inner};
@@ -56,7 +56,7 @@ pub(super) fn config(app: &Inner, call: &Call) -> Response<Body> {
     let user = call
         .login
         .as_ref()
-        .map(|l| json!({ "name": l.user, "admin": c.is_admin(&l.user), "email": l.email }));
+        .map(|l| json!({ "name": l.user, "admin": l.is_admin(c), "email": l.email }));
     let mut body = json!({
         "title": c.layout_title,
         "service": "darts",
@@ -210,7 +210,7 @@ fn open_login(
     mfa: bool,
 ) -> Result<Response<Body>, ApiError> {
     let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
-    let (cookie, login) = app.logins.open(user, email, lifetime)?;
+    let (cookie, login) = app.logins.open(user, email, LoginOrigin::Here, lifetime)?;
     tracing::info!(user = %login.user, client.addr = %call.client, mfa, "logged in");
     let method = match (app.open, mfa) {
         (true, _) => "none",
@@ -218,7 +218,7 @@ fn open_login(
         (false, false) => "password",
     };
     crate::audit::login(&login.user, call.client, method, None);
-    let admin = call.config.is_admin(&login.user);
+    let admin = login.is_admin(&call.config);
     let mut r = wire::json(
         StatusCode::OK,
         &json!({ "user": login.user, "admin": admin, "csrf": login.csrf }),
@@ -431,7 +431,10 @@ pub(super) fn login_link(app: &Inner, call: &Call) -> Response<Body> {
         );
     };
     let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
-    let Ok((cookie, login)) = app.logins.open(email.clone(), Some(email), lifetime) else {
+    let Ok((cookie, login)) =
+        app.logins
+            .open(email.clone(), Some(email), LoginOrigin::Here, lifetime)
+    else {
         return html(
             StatusCode::INTERNAL_SERVER_ERROR,
             &ApiError::Internal.to_string(),

@@ -41,9 +41,27 @@ pub struct Login {
     pub email: Option<String>,
     /// Sent back by the pages in `X-CSRF-Token` on every state-changing request.
     pub csrf: String,
+    /// Who proved the user's identity.
+    pub origin: LoginOrigin,
+}
+
+/// Who proved a login's identity, which bounds what it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOrigin {
+    /// This node's own authentication (password, second factor, mailed link).
+    Here,
+    /// A peer node's hand-off: the peer vouches for the user, not for their rights here,
+    /// so such a login never has administrator rights on this node.
+    Peer,
 }
 
 impl Login {
+    /// Whether this login has administrator rights: a user of `user_admin` who proved
+    /// who they are to this node.
+    pub fn is_admin(&self, config: &crate::config::Config) -> bool {
+        self.origin == LoginOrigin::Here && config.is_admin(&self.user)
+    }
+
     /// Whether `header` carries this login's CSRF token.
     pub fn csrf_matches(&self, header: Option<&str>) -> bool {
         header.is_some_and(|h| TokenKey::of(h.trim()) == TokenKey::of(&self.csrf))
@@ -154,10 +172,16 @@ impl Logins {
         &self,
         user: String,
         email: Option<String>,
+        origin: LoginOrigin,
         lifetime: Duration,
     ) -> Result<(String, Login), ApiError> {
         let csrf = secret::token().map_err(|_| rng_failed())?;
-        let login = Login { user, email, csrf };
+        let login = Login {
+            user,
+            email,
+            csrf,
+            origin,
+        };
         let mut map = lock(&self.open);
         make_room_for_user(&mut map, &login.user, self.max_per_user);
         make_room(&mut map, MAX_LOGINS);
@@ -277,7 +301,12 @@ mod tests {
     fn cookies_open_find_and_close_logins() {
         let logins = Logins::default();
         let (cookie, login) = logins
-            .open("alice".into(), None, Duration::from_secs(60))
+            .open(
+                "alice".into(),
+                None,
+                LoginOrigin::Here,
+                Duration::from_secs(60),
+            )
             .unwrap();
         assert_ne!(cookie, login.csrf);
         let found = logins.find(&cookie).unwrap();
@@ -293,7 +322,9 @@ mod tests {
     #[test]
     fn expired_logins_are_gone() {
         let logins = Logins::default();
-        let (cookie, _) = logins.open("bob".into(), None, Duration::ZERO).unwrap();
+        let (cookie, _) = logins
+            .open("bob".into(), None, LoginOrigin::Here, Duration::ZERO)
+            .unwrap();
         assert!(logins.find(&cookie).is_none());
     }
 
@@ -352,9 +383,16 @@ mod tests {
     fn one_user_cannot_push_out_other_users_logins() {
         let logins = Logins::new(3);
         let hour = Duration::from_secs(3600);
-        let (bob, _) = logins.open("bob".into(), None, hour).unwrap();
+        let (bob, _) = logins
+            .open("bob".into(), None, LoginOrigin::Here, hour)
+            .unwrap();
         let mallory: Vec<String> = (0..MAX_LOGINS)
-            .map(|_| logins.open("mallory".into(), None, hour).unwrap().0)
+            .map(|_| {
+                logins
+                    .open("mallory".into(), None, LoginOrigin::Here, hour)
+                    .unwrap()
+                    .0
+            })
             .collect();
         assert!(logins.find(&bob).is_some(), "bob's login was pushed out");
         // Mallory keeps her three newest logins only.

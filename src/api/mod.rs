@@ -189,7 +189,7 @@ impl Call {
         let login = self.login.as_ref().ok_or(ApiError::LoginRequired)?;
         Ok(Caller {
             user: login.user.clone(),
-            admin: self.config.is_admin(&login.user),
+            admin: login.is_admin(&self.config),
             remote: Some(self.client.to_string()),
         })
     }
