@@ -156,6 +156,8 @@ ssl_key = <{key}
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
 auth_failure_delay = 0
+# User names match without case, as on most mail servers.
+auth_username_format = %Lu
 # Each password check is logged, so tests can count what reached the server.
 auth_verbose = yes
 passdb {{
