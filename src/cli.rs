@@ -196,10 +196,14 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", default_value_t = darts_proxy::config::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
-    /// Most connections one client address (IPv6: one /64) may hold; more are closed at
-    /// once (0: no limit).
+    /// Most pending connections (not yet a session with a valid token) one client
+    /// address (IPv6: one /64) may hold; a newer one pushes out the oldest (0: no limit).
     #[arg(long, value_name = "N", default_value_t = darts_proxy::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
+
+    /// Most sessions one token may hold at once; more get HTTP 429 (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = darts_proxy::config::DEFAULT_MAX_VIEWERS_PER_TOKEN)]
+    pub max_viewers_per_token: usize,
 
     /// Seconds a client has for TLS and the HTTP request.
     #[arg(long, value_name = "S", default_value_t = 10.0)]

@@ -41,7 +41,7 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
         ConfigCommand::Show(args) => run_show(&source(&args)?),
         ConfigCommand::Import(args) => run_import(&args),
         ConfigCommand::Keys => {
-            print!("{}", keys::help_text());
+            out!("{}", keys::help_text());
             Ok(())
         }
     }
@@ -55,10 +55,10 @@ fn source(args: &ConfigArgs) -> anyhow::Result<ConfigSource> {
 fn run_check(source: &ConfigSource) -> anyhow::Result<()> {
     let report = check::check(source);
     for p in report.errors() {
-        eprintln!("error: {p}");
+        errln!("error: {p}");
     }
     for p in report.warnings() {
-        eprintln!("warning: {p}");
+        errln!("warning: {p}");
     }
     let (errors, warnings) = (report.errors().count(), report.warnings().count());
     let files = report
@@ -74,7 +74,7 @@ fn run_check(source: &ConfigSource) -> anyhow::Result<()> {
     if errors > 0 {
         bail!("configuration has {errors} error(s) and {warnings} warning(s)");
     }
-    println!(
+    outln!(
         "configuration OK ({warnings} warning(s)); read {}",
         if files.is_empty() {
             "no file (defaults)".to_owned()
@@ -87,7 +87,7 @@ fn run_check(source: &ConfigSource) -> anyhow::Result<()> {
 
 fn run_show(source: &ConfigSource) -> anyhow::Result<()> {
     let loaded = crate::config::Loaded::load(source)?;
-    print!("{}", show::render(&loaded));
+    out!("{}", show::render(&loaded));
     Ok(())
 }
 
@@ -109,18 +109,18 @@ fn run_import(args: &ImportArgs) -> anyhow::Result<()> {
                 })?;
             file.write_all(text.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
+            errln!(
                 "wrote {} key(s) to {}",
                 result.converted.len(),
                 path.display()
             );
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     if !result.skipped.is_empty() {
-        eprintln!("not converted ({}):", result.skipped.len());
+        errln!("not converted ({}):", result.skipped.len());
         for s in &result.skipped {
-            eprintln!("  {}: {}\n      {}", s.origin, s.what, s.advice);
+            errln!("  {}: {}\n      {}", s.origin, s.what, s.advice);
         }
     }
     Ok(())

@@ -193,7 +193,7 @@ pub fn command(args: DoctorArgs) -> anyhow::Result<()> {
     let config = match args.config.load() {
         Ok(c) => c,
         Err(e) => {
-            println!(
+            outln!(
                 "{}",
                 Check::fail(
                     "config",
@@ -214,7 +214,7 @@ pub fn command(args: DoctorArgs) -> anyhow::Result<()> {
             || "built-in defaults".to_owned(),
             |p| p.display().to_string(),
         );
-    println!("{}", Check::ok("config", source));
+    outln!("{}", Check::ok("config", source));
     let opts = Options {
         user: args.user,
         listen: args.listen.unwrap_or(SocketAddr::new(
@@ -229,10 +229,10 @@ pub fn command(args: DoctorArgs) -> anyhow::Result<()> {
         .build()?;
     let report = runtime.block_on(run_checks(&config, &opts));
     for c in &report.checks {
-        println!("{c}");
+        outln!("{c}");
     }
     let (fails, warns) = (report.failures(), report.warnings());
-    println!(
+    outln!(
         "{} checks: {} OK, {warns} WARN, {fails} FAIL",
         report.checks.len() + 1,
         report.checks.len() + 1 - fails - warns

@@ -2,6 +2,11 @@
 //! line, logging, signals and process limits, wired to the gateway in `darts-proxy`.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+// Output goes through `out` (commands) or `telemetry` (the service): never a panicking macro.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
+#[macro_use]
+mod out;
 
 pub mod api;
 pub mod audit;
@@ -35,7 +40,7 @@ pub mod vm;
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Proxy(args) => {
-            telemetry::init(args.verbose, args.log_format);
+            let _log = telemetry::init(args.verbose, args.log_format);
             rlimit::raise_nofile();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -53,7 +58,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Doctor(args) => doctor::command(args),
         cli::Command::Config(cmd) => config_cmd::run(cmd),
         cli::Command::Serve(args) => {
-            telemetry::init(false, cli::LogFormat::Text);
+            let _log = telemetry::init(false, cli::LogFormat::Text);
             rlimit::raise_nofile();
             runtime()?.block_on(sessions_cmd::serve(args))
         }
@@ -75,7 +80,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 force: args.force,
             };
             for path in certs::init(&req)? {
-                println!("{}", path.display());
+                outln!("{}", path.display());
             }
             Ok(())
         }

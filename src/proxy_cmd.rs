@@ -29,6 +29,7 @@ pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> 
     config.allowed_origins = args.allowed_origins.clone();
     config.max_connections = args.max_connections;
     config.max_connections_per_ip = args.max_connections_per_ip;
+    config.max_viewers_per_token = args.max_viewers_per_token;
     config.handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
     config.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
     config.grace_period = seconds("--grace-period", args.grace_period)?;

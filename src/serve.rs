@@ -73,6 +73,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         .context("service_trusted_proxies")?;
     gw.proxy_protocol = config.service_proxy_protocol;
     gw.max_connections_per_ip = config.service_max_connections_per_ip;
+    gw.max_viewers_per_token = config.service_max_viewers_per_token;
     if gw.proxy_protocol && gw.trusted_proxies.is_empty() {
         tracing::warn!("service_proxy_protocol is on but service_trusted_proxies is empty: no PROXY header will be read");
     }
@@ -201,6 +202,11 @@ pub fn web_auth(config: &Config, listen: SocketAddr) -> anyhow::Result<WebAuth> 
             address = %listen,
             "NO AUTHENTICATION: no check_user_* method is configured; every user name is accepted as typed"
         );
+        if config.allow_open_access {
+            tracing::warn!("allow_open_access is on: requests from other hosts and through reverse proxies are served without authentication");
+        } else {
+            tracing::warn!("requests forwarded by a reverse proxy (X-Forwarded-For, Forwarded, Via) or from other hosts are refused with 403 until authentication is configured or allow_open_access is set");
+        }
     }
     let login: Arc<dyn LoginCheck> = if open {
         Arc::new(OpenLogin)

@@ -136,14 +136,14 @@ pub async fn start(args: StartArgs) -> anyhow::Result<()> {
     };
     let answer = control::call(&control::socket_path(&config), &req).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        outln!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
     let s = &answer["session"];
-    println!("session  {}", s["name"].as_str().unwrap_or("?"));
-    println!("url      {}", answer["url"].as_str().unwrap_or("?"));
+    outln!("session  {}", s["name"].as_str().unwrap_or("?"));
+    outln!("url      {}", answer["url"].as_str().unwrap_or("?"));
     if let Some(v) = answer["view_url"].as_str() {
-        println!("view     {v}");
+        outln!("view     {v}");
     }
     Ok(())
 }
@@ -153,21 +153,21 @@ pub async fn stop(args: StopArgs) -> anyhow::Result<()> {
     let path = control::socket_path(&config);
     if args.all {
         let a = control::call(&path, &Request::Purge).await?;
-        println!("stopped {} session(s)", a["stopped"]);
+        outln!("stopped {} session(s)", a["stopped"]);
         return Ok(());
     }
     let Some(name) = args.session else {
         bail!("give a session name or --all");
     };
     control::call(&path, &Request::Stop { name: name.clone() }).await?;
-    println!("stopped {name}");
+    outln!("stopped {name}");
     Ok(())
 }
 
 pub async fn purge(args: ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     let a = control::call(&control::socket_path(&config), &Request::Purge).await?;
-    println!("stopped {} session(s)", a["stopped"]);
+    outln!("stopped {} session(s)", a["stopped"]);
     Ok(())
 }
 
@@ -180,12 +180,12 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|a| a["sessions"].clone())
             .unwrap_or(Value::Null);
-        println!("{}", serde_json::to_string_pretty(&sessions)?);
+        outln!("{}", serde_json::to_string_pretty(&sessions)?);
         return answer.map(|_| ()).map_err(Into::into);
     }
-    println!("machines ({}):", config.dir_machines.display());
+    outln!("machines ({}):", config.dir_machines.display());
     for m in catalogue.machines() {
-        println!(
+        outln!(
             "  [{}] {:<32} {}",
             if m.available { "x" } else { " " },
             m.name,
@@ -196,11 +196,19 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         Ok(a) => {
             let empty = Vec::new();
             let sessions = a["sessions"].as_array().unwrap_or(&empty);
-            println!("sessions ({}):", sessions.len());
+            outln!("sessions ({}):", sessions.len());
             if !sessions.is_empty() {
-                println!(
+                outln!(
                     "  {:<18} {:<12} {:<24} {:>3} {:>7} {:<12} {:>8} {:>10} {:>7}",
-                    "SESSION", "USER", "VM", "CPU", "MEM/GB", "GPU", "AGE", "LEFT", "VIEWERS"
+                    "SESSION",
+                    "USER",
+                    "VM",
+                    "CPU",
+                    "MEM/GB",
+                    "GPU",
+                    "AGE",
+                    "LEFT",
+                    "VIEWERS"
                 );
             }
             let now = crate::session::manager::time_left(u64::MAX).unwrap_or(0);
@@ -208,7 +216,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             for s in sessions {
                 let created = s["created"].as_u64().unwrap_or(0);
                 let expires = s["expires"].as_u64().unwrap_or(0);
-                println!(
+                outln!(
                     "  {:<18} {:<12} {:<24} {:>3} {:>7.1} {:<12} {:>8} {:>10} {:>7}",
                     s["name"].as_str().unwrap_or(""),
                     s["user"].as_str().unwrap_or(""),
@@ -228,7 +236,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) => {
-            println!("sessions: {e}");
+            outln!("sessions: {e}");
             Ok(())
         }
     }

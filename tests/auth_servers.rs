@@ -531,3 +531,36 @@ async fn chain_with_an_smtp_slot_keeps_the_order() {
         "{outcome:?}"
     );
 }
+
+/// One person, one identity: `alice`, `Alice` and (through `ldap_filter`) her address are
+/// filed under the same name by LDAP (the entry's uid) and by IMAP (mail servers match
+/// names without case), so limits, ownership and audit count her once.
+#[tokio::test]
+async fn every_spelling_of_a_login_yields_one_canonical_identity() {
+    let scratch = Scratch::new("chain-canonical");
+    let ca = TestCa::new(&scratch.0, "auth");
+    let dovecot = Dovecot::start(&scratch.0, &ca, USERS);
+    let slapd = Slapd::start(&scratch.0, &ca, &[("alice", "ldap-only-pw")]);
+    let mut config = config_for(&ca, dovecot.imaps_port, slapd.ldaps_port);
+    config.check_user_with_local = false;
+    config.ldap_filter = "(|(uid={user})(mail={user}))".into();
+    let chain = AuthChain::from_config(&config).unwrap();
+    let user_of = |outcome: ChainOutcome| match outcome {
+        ChainOutcome::Authenticated(id) => (id.user, id.method),
+        other => panic!("{other:?}"),
+    };
+    for login in ["alice", "Alice", "ALICE"] {
+        assert_eq!(
+            user_of(chain.authenticate(&creds(login, "alicepw")).await),
+            ("alice".to_owned(), "imap"),
+            "IMAP login {login:?}"
+        );
+    }
+    for login in ["alice", "Alice", "alice@darts.test", "Alice@Darts.Test"] {
+        assert_eq!(
+            user_of(chain.authenticate(&creds(login, "ldap-only-pw")).await),
+            ("alice".to_owned(), "ldap"),
+            "LDAP login {login:?}"
+        );
+    }
+}

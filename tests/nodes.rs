@@ -341,10 +341,12 @@ async fn a_hung_peer_is_skipped_within_the_timeout() {
     );
 }
 
-/// Sends a node request to `node` signed with the mesh's key, as node `from` after `hops`.
+/// Sends a node request to `node` signed with the mesh's key, as node `from` after `hops`,
+/// meant for the node named `to`.
 async fn signed(
     mesh: &Mesh,
     node: &Service,
+    to: &str,
     path: &str,
     from: &str,
     hops: &[&str],
@@ -363,6 +365,7 @@ async fn signed(
         date: now,
         nonce: &nonce,
         node: from,
+        to,
         hops: &hops,
         body: body.as_bytes(),
     };
@@ -402,7 +405,7 @@ async fn a_request_never_goes_back_to_a_node_it_went_through() {
     let form = json!({ "user": "erin", "remote": null, "form": { "machine": "demo.img" } });
 
     // A → B → A: B, full, would send it back to A; A is on the path, so B refuses.
-    let r = signed(&mesh, &b, "/api/nodes/create", "a", &["a"], &form).await;
+    let r = signed(&mesh, &b, "b", "/api/nodes/create", "a", &["a"], &form).await;
     assert_eq!(r.status, 503, "{}", body_text(&r));
     let message = r.json()["message"].as_str().unwrap().to_owned();
     assert!(message.contains("loop"), "{message}");
@@ -417,13 +420,13 @@ async fn a_request_never_goes_back_to_a_node_it_went_through() {
     );
 
     // A request that already went through A is refused by A itself.
-    let r = signed(&mesh, &a, "/api/nodes/create", "b", &["a", "b"], &form).await;
+    let r = signed(&mesh, &a, "a", "/api/nodes/create", "b", &["a", "b"], &form).await;
     assert_eq!(r.status, 508, "{}", body_text(&r));
     assert_eq!(r.json()["code"], "loop_detected");
 
     // Without B's hop list, the same request is served by A (so the refusals above are
     // the loop rule, not something else).
-    let r = signed(&mesh, &a, "/api/nodes/create", "b", &["b"], &form).await;
+    let r = signed(&mesh, &a, "a", "/api/nodes/create", "b", &["b"], &form).await;
     assert_eq!(r.status, 201, "{}\nA's log:\n{}", body_text(&r), a.log());
     assert_eq!(r.json()["node"], "a");
 }
@@ -435,7 +438,7 @@ async fn node_requests_need_the_key_a_fresh_signature_and_an_allowed_node() {
     a.launch();
     let want = json!({ "cpu": 1, "memory_mb": 256, "gpu": false });
 
-    let ok = signed(&mesh, &a, "/api/nodes/status", "b", &[], &want).await;
+    let ok = signed(&mesh, &a, "a", "/api/nodes/status", "b", &[], &want).await;
     assert_eq!(ok.status, 200, "{}", body_text(&ok));
     let status = ok.json();
     assert_eq!(
@@ -444,7 +447,7 @@ async fn node_requests_need_the_key_a_fresh_signature_and_an_allowed_node() {
     );
 
     // Node "z" holds the key but is not allowed here.
-    let r = signed(&mesh, &a, "/api/nodes/status", "z", &[], &want).await;
+    let r = signed(&mesh, &a, "a", "/api/nodes/status", "z", &[], &want).await;
     assert_eq!(
         (r.status, r.json()["code"].clone()),
         (403, json!("node_not_allowed"))
@@ -466,6 +469,7 @@ async fn node_requests_need_the_key_a_fresh_signature_and_an_allowed_node() {
     let list = signed(
         &mesh,
         &a,
+        "a",
         "/api/nodes/list",
         "b",
         &[],
@@ -579,4 +583,47 @@ fn in_chromium_a_full_node_hands_the_user_to_the_peer_and_manage_lists_it() {
         j["console_errors"].as_array().unwrap().is_empty(),
         "errors in the pages: {j}"
     );
+}
+
+/// A peer holding the key can ask for a session for a user listed in `user_admin`, but the
+/// hand-off login it gets is never an administrator's; and a request signed for node b is
+/// refused by any other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_off_logins_are_never_administrators_and_requests_are_bound_to_their_node() {
+    let mesh = Mesh::new("nodes-handoff-admin");
+    let mut b = mesh.node("b", 2, "user_admin = [\"root\"]\n");
+    b.launch();
+    let mut c = mesh.node("c", 2, "user_admin = [\"root\"]\n");
+    c.launch();
+    let form = json!({ "user": "root", "remote": null, "form": { "machine": "demo.img" } });
+
+    // Meant for b, sent to c: refused before anything is created.
+    let r = signed(&mesh, &c, "b", "/api/nodes/create", "a", &[], &form).await;
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (401, json!("node_refused")),
+        "{}",
+        body_text(&r)
+    );
+    assert!(c.sessions().is_empty());
+
+    let r = signed(&mesh, &b, "b", "/api/nodes/create", "a", &[], &form).await;
+    assert_eq!(r.status, 201, "{}\nB's log:\n{}", body_text(&r), b.log());
+    let handoff = r.json()["handoff_url"].as_str().unwrap().to_owned();
+    let path = handoff
+        .strip_prefix(&format!("https://127.0.0.1:{}", b.addr.port()))
+        .unwrap();
+    let on_b = mesh.server(&b);
+    let r = web::request(&on_b, "GET", path, &[], None).await;
+    assert_eq!(r.status, 303, "{}", body_text(&r));
+    let mut root_on_b = Browser::new(on_b.clone());
+    root_on_b.keep_cookie(&r);
+    let config = root_on_b.get("/api/config").await.json();
+    assert_eq!(config["user"]["name"], "root", "{config}");
+    assert_eq!(config["user"]["admin"], false, "{config}");
+    let list = root_on_b.get("/api/sessions").await.json();
+    assert_eq!(list["admin"], false, "{list}");
+    let purge = root_on_b.send("POST", "/api/purge", None).await;
+    assert_eq!(purge.status, 403, "{}", body_text(&purge));
+    assert_eq!(b.sessions().len(), 1, "nothing was stopped");
 }

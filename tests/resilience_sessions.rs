@@ -379,3 +379,40 @@ async fn a_full_state_disk_refuses_creations_clearly_and_keeps_the_running_sessi
     only(&svc, &[], &["filler"]);
     svc.kill_darts();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_whose_log_pipe_is_closed_creates_stops_and_exits_on_sigterm() {
+    let mut svc = Service::configure("resilience-closed-log", "");
+    // stdout and stderr to a pipe whose reader is gone, as `darts serve 2>&1 | head`
+    // once `head` has exited: every log line darts writes fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let err = writer.try_clone().unwrap();
+    svc.launch_with_output(Stdio::from(writer), Stdio::from(err));
+    let s = svc.start_session(&[]);
+    let mut rfb = viewer(&svc, &s.token).await;
+    assert!(rfb.full_frame(20).await.bytes > 0);
+    drop(rfb);
+    let running = |svc: &Service| vms(svc).contains(&s.name) || names(svc).contains(&s.name);
+    assert!(vms(&svc).contains(&s.name), "the session's QEMU runs");
+    let stop = svc.cli(&["stop", &s.name]);
+    assert!(
+        stop.status.success(),
+        "stop: {}{}",
+        String::from_utf8_lossy(&stop.stdout),
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running(&svc) {
+        assert!(Instant::now() < deadline, "the session's QEMU still runs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A second creation still works after all that logging into the void.
+    let again = svc.start_session(&[]);
+    assert_eq!(names(&svc), vec![again.name.clone()]);
+    assert_eq!(vms(&svc), vec![again.name.clone()]);
+    let darts = svc.darts.take().unwrap();
+    darts.signal("TERM");
+    let (ok, _) = darts.wait_exit(Duration::from_secs(30));
+    assert!(ok, "darts did not exit cleanly on SIGTERM");
+}

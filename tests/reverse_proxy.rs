@@ -51,7 +51,10 @@ ProxyPassReverse /darts ws://127.0.0.1:6080/
 
 /// The name the browser uses for the proxy (mapped to 127.0.0.1 in Chromium).
 const SITE: &str = "darts.test";
-const TRUST_THE_PROXIES: &str = "service_trusted_proxies = [\"127.0.0.2\"]\n";
+/// The proxies connect from 127.0.0.2. The services of these tests have no authentication,
+/// so they serve forwarded requests only because the operator said so.
+const TRUST_THE_PROXIES: &str =
+    "service_trusted_proxies = [\"127.0.0.2\"]\nallow_open_access = true\n";
 
 fn apache_block() -> PathBuf {
     repo_path("deploy/apache/darts.conf")
@@ -488,6 +491,27 @@ async fn raw_upgrade(addr: SocketAddr, path: &str, extra: &str) -> u16 {
     }
     let text = String::from_utf8_lossy(&head);
     text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Without authentication and without `allow_open_access`, what nginx forwards may come
+/// from the internet: refused, pages and API alike, while the host's own user is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_darts_refuses_what_a_proxy_forwards() {
+    let svc = Service::start("rp-open", "service_trusted_proxies = [\"127.0.0.2\"]\n");
+    let (nginx, _) = web_proxies::nginx(&svc.scratch.0, &nginx_block(svc.addr), "");
+    for path in ["/darts/api/config", "/darts/"] {
+        let (status, head, body) = http_get(nginx.addr(), path, "").await;
+        assert_eq!(status, 403, "{path}: {head}\n{}", nginx.logs());
+        if path.contains("api") {
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["code"], "open_access_forwarded", "{body}");
+        }
+    }
+    let (status, _, _) = http_get(svc.addr, "/darts/api/config", "").await;
+    assert_eq!(status, 200, "darts' own host is served directly");
+    wait_log(&svc, "the start-up warning", |l| {
+        l.contains("forwarded by a reverse proxy") && l.contains("refused")
+    });
 }
 
 #[tokio::test]

@@ -18,9 +18,15 @@ pub const DEFAULT_MAX_FRAME: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 /// Client connections held at once (each session holds two descriptors).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 9_900;
-/// Client connections one address (an IPv6 /64) may hold at once: a browser opens a few
-/// for the pages and one per viewer, a NAT of a lab many more, a flood thousands.
+/// Pending connections (accepted, not yet a session with a valid token) one address (an
+/// IPv6 /64) may hold at once: a browser holds a few for the pages, a NAT of a lab many
+/// more, a flood thousands. Sessions are not counted here.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Sessions one token may hold at once: QEMU's VNC server takes 32 clients by default.
+pub const DEFAULT_MAX_VIEWERS_PER_TOKEN: usize = 32;
+/// Largest request head (request line and headers) read from a client; a larger one is
+/// answered `431`. nginx allows 8 KiB per line and a few of them.
+pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long a browser has to finish a websocket frame it started: real browsers send a
 /// frame in one write; a client dribbling bytes holds a slot without being idle.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,10 +64,16 @@ pub struct GatewayConfig {
     pub max_frame: u64,
     pub max_message: u64,
     pub max_connections: usize,
-    /// Client connections one address may hold (0: no limit); more are closed at once.
-    /// The address is the TCP peer's, or the one a trusted proxy's PROXY header names;
-    /// connections of trusted proxies themselves are not counted. IPv6 counts per /64.
+    /// Pending connections one address may hold (0: no limit): accepted but not yet a
+    /// session with a valid token. A newcomer over the limit pushes out that address's
+    /// oldest pending connection. The address is the TCP peer's, or the one a trusted
+    /// proxy's PROXY header names; connections of trusted proxies themselves are not
+    /// counted. IPv6 counts per /64. Sessions are bounded by `max_connections` and
+    /// `max_viewers_per_token` instead.
     pub max_connections_per_ip: usize,
+    /// Sessions one token may hold at once (0: no limit); more get `429`. Routes without
+    /// a token (the default target) are bounded by `max_connections` only.
+    pub max_viewers_per_token: usize,
     /// A websocket frame from the browser must be complete this long after it started
     /// arriving, or the session is closed with 1008 (`None`: no limit).
     pub frame_timeout: Option<Duration>,
@@ -105,6 +117,7 @@ impl GatewayConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_viewers_per_token: DEFAULT_MAX_VIEWERS_PER_TOKEN,
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             expose_metrics: true,
             rfb_check: true,

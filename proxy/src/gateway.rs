@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -20,7 +21,8 @@ use crate::config::GatewayConfig;
 use crate::error::ProxyError;
 use crate::http_service;
 use crate::metrics::{ErrorKind, Metrics};
-use crate::per_address::{AddressLimits, AddressSlot};
+use crate::per_address::{AddressLimits, PendingSlot};
+use crate::per_token::TokenViewers;
 use crate::proxy_protocol;
 use crate::static_files::StaticFiles;
 use crate::tls::{TlsState, WATCH_INTERVAL};
@@ -44,15 +46,26 @@ pub(crate) struct Shared {
     pub next_session: AtomicU64,
     /// `max_connections_per_ip`; `None` without a limit.
     pub per_address: Option<Arc<AddressLimits>>,
+    /// `max_viewers_per_token`; `None` without a limit.
+    pub per_token: Option<Arc<TokenViewers>>,
 }
 
 /// Counts a client connection from accept until its socket is closed, whether it ends
-/// as HTTP or lives on as a websocket session.
+/// as HTTP or lives on as a websocket session; and, until it becomes a session, against
+/// its address's pending share.
 #[derive(Debug)]
 pub(crate) struct ConnGuard {
     _permit: OwnedSemaphorePermit,
-    _address: Option<AddressSlot>,
+    pending: Option<PendingSlot>,
     metrics: Arc<Metrics>,
+}
+
+impl ConnGuard {
+    /// The connection presented a valid token: it no longer counts as pending (and can
+    /// no longer be pushed out by newer connections of its address).
+    pub(crate) fn established(&mut self) {
+        self.pending = None;
+    }
 }
 
 impl Drop for ConnGuard {
@@ -116,6 +129,7 @@ impl Gateway {
                 })?;
         let admission = Arc::new(Semaphore::new(config.max_connections));
         let per_address = AddressLimits::new(config.max_connections_per_ip);
+        let per_token = TokenViewers::new(config.max_viewers_per_token);
         let shared = Arc::new(Shared {
             config,
             tokens,
@@ -126,6 +140,7 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             next_session: AtomicU64::new(1),
             per_address,
+            per_token,
         });
         Ok(Self {
             shared,
@@ -161,21 +176,21 @@ impl Gateway {
             match accepted {
                 Ok((stream, peer)) => {
                     accept_backoff = Duration::from_millis(5);
-                    // Over its address's share: closed here, before any task or buffer.
-                    let Ok(slot) = address_slot(&shared, peer.ip()) else {
-                        drop(stream);
+                    // Over `max_connections`: answered and closed here, with no task.
+                    let Ok(permit) = self.admission.clone().try_acquire_owned() else {
+                        refuse_overloaded(&shared, stream);
                         continue;
                     };
-                    let permit = self.admission.clone().try_acquire_owned().ok();
+                    // Only then counted as pending: a refused connection pushes no one out.
+                    let slot = pending_slot(&shared, peer.ip());
                     let shared = shared.clone();
-                    shared.tasks.clone().spawn(async move {
-                        match permit {
-                            Some(permit) => {
-                                serve_connection(shared, stream, peer, permit, slot).await
-                            }
-                            None => refuse_overloaded(&shared, stream).await,
-                        }
-                    });
+                    shared.tasks.clone().spawn(serve_connection(
+                        shared.clone(),
+                        stream,
+                        peer,
+                        permit,
+                        slot,
+                    ));
                 }
                 Err(e) => {
                     // Out of descriptors or a network error on one connection: never fatal.
@@ -230,36 +245,47 @@ fn spawn_background(shared: &Arc<Shared>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn refuse_overloaded(shared: &Shared, mut stream: TcpStream) {
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntoo many connections";
+
+/// Answers `503` on a connection over `max_connections` and closes it, in the accept
+/// loop: a new socket's send buffer takes the whole answer, and a non-blocking write
+/// that cannot is simply given up, so a flood costs no task and no wait.
+fn refuse_overloaded(shared: &Shared, stream: TcpStream) {
+    use std::io::Write as _;
     shared
         .metrics
         .handshake(crate::metrics::Handshake::Overloaded);
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntoo many connections"),
-    )
-    .await;
+    if let Ok(stream) = stream.into_std() {
+        let _ = (&stream).write(OVERLOADED);
+    }
 }
 
-/// Its address holds `max_connections_per_ip` connections already.
-#[derive(Debug)]
-struct AddressFull;
-
-/// The slot a connection from `ip` takes under `max_connections_per_ip`. Trusted proxies
-/// take none: the clients their PROXY headers name are counted instead.
-fn address_slot(shared: &Shared, ip: IpAddr) -> Result<Option<AddressSlot>, AddressFull> {
-    let Some(limits) = &shared.per_address else {
-        return Ok(None);
-    };
+/// The pending slot a connection from `ip` takes under `max_connections_per_ip`, which
+/// may push out its address's oldest pending connection. Trusted proxies take none: the
+/// clients their PROXY headers name are counted instead.
+fn pending_slot(shared: &Shared, ip: IpAddr) -> Option<PendingSlot> {
+    let limits = shared.per_address.as_ref()?;
     if shared.config.trusted_proxies.contains(ip) {
-        return Ok(None);
+        return None;
     }
-    match limits.acquire(ip) {
-        Some(slot) => Ok(Some(slot)),
-        None => {
-            shared.metrics.connection_refused_per_address();
-            Err(AddressFull)
-        }
+    let (slot, pushed_out) = limits.acquire(ip);
+    if pushed_out {
+        shared.metrics.pending_connection_dropped();
+    }
+    Some(slot)
+}
+
+/// Runs `fut` unless the pending connection is pushed out first (`None` then).
+async fn unless_evicted<F: std::future::Future>(
+    evicted: Option<CancellationToken>,
+    fut: F,
+) -> Option<F::Output> {
+    match evicted {
+        Some(evicted) => tokio::select! {
+            () = evicted.cancelled() => None,
+            out = fut => Some(out),
+        },
+        None => Some(fut.await),
     }
 }
 
@@ -268,31 +294,64 @@ async fn serve_connection(
     mut stream: TcpStream,
     tcp_peer: SocketAddr,
     permit: OwnedSemaphorePermit,
-    slot: Option<AddressSlot>,
+    slot: Option<PendingSlot>,
 ) {
     let _ = stream.set_nodelay(true);
-    let timeout = shared.config.handshake_timeout;
-    let accepted = async {
-        let peer = proxy_header(&shared, &mut stream, tcp_peer).await?;
-        let slot = match slot {
-            None if peer != tcp_peer => address_slot(&shared, peer.ip()).ok()?,
-            slot => slot,
-        };
-        Some((detect_and_wrap(&shared, stream, peer).await?, peer, slot))
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let timed_out = || {
+        shared.metrics.error(ErrorKind::HandshakeTimeout);
+        tracing::debug!(client.addr = %tcp_peer, "handshake timed out");
     };
-    let (io, peer, slot) = match tokio::time::timeout(timeout, accepted).await {
-        Ok(Some(accepted)) => accepted,
-        Ok(None) => return,
-        Err(_) => {
-            shared.metrics.error(ErrorKind::HandshakeTimeout);
-            tracing::debug!(client.addr = %tcp_peer, "handshake timed out");
-            return;
+    let header = proxy_header(&shared, &mut stream, tcp_peer);
+    let peer = match tokio::time::timeout_at(
+        deadline,
+        unless_evicted(slot.as_ref().map(PendingSlot::evicted), header),
+    )
+    .await
+    {
+        Ok(Some(Some(peer))) => peer,
+        Ok(_) => return,
+        Err(_) => return timed_out(),
+    };
+    // Behind a trusted proxy, the client its PROXY header names is counted from here.
+    let slot = match slot {
+        None if peer != tcp_peer => pending_slot(&shared, peer.ip()),
+        slot => slot,
+    };
+    let evicted = slot.as_ref().map(PendingSlot::evicted);
+    let served = serve_http(shared.clone(), stream, peer, (permit, slot), deadline);
+    match unless_evicted(evicted, served).await {
+        Some(Err(Timeout)) => timed_out(),
+        Some(Ok(())) => {}
+        None => {
+            tracing::trace!(client.addr = %peer, "pending connection pushed out by a newer one")
         }
+    }
+}
+
+/// The TLS handshake did not finish within the handshake timeout.
+#[derive(Debug)]
+struct Timeout;
+
+/// TLS (or not) within `deadline`, then HTTP with hyper until the connection ends or
+/// is upgraded.
+async fn serve_http(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    (permit, pending): (OwnedSemaphorePermit, Option<PendingSlot>),
+    deadline: Instant,
+) -> Result<(), Timeout> {
+    let timeout = shared.config.handshake_timeout;
+    let io = match tokio::time::timeout_at(deadline, detect_and_wrap(&shared, stream, peer)).await {
+        Ok(Some(io)) => io,
+        Ok(None) => return Ok(()),
+        Err(_) => return Err(Timeout),
     };
     shared.metrics.connection_opened(io.is_tls());
     let guard = ConnGuard {
         _permit: permit,
-        _address: slot,
+        pending,
         metrics: shared.metrics.clone(),
     };
     let tls = io.is_tls();
@@ -312,6 +371,7 @@ async fn serve_connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
+        .max_header_size(crate::config::MAX_REQUEST_HEAD)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
@@ -328,6 +388,7 @@ async fn serve_connection(
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
     }
+    Ok(())
 }
 
 /// With `proxy_protocol`, a trusted proxy's connection may start with a PROXY header:

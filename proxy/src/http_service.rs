@@ -136,9 +136,25 @@ async fn upgrade(
         );
     }
     let token = token_of(shared, &req);
-    let (route, found) = match find_route(shared, token).await {
+    let (route, found) = match find_route(shared, token.as_deref()).await {
         Ok(r) => r,
         Err((kind, status, reason)) => return refuse(shared, kind, status, reason, client.addr),
+    };
+    // A route found by its token takes one of the token's places for the session's life.
+    let viewer_slot = match (&shared.per_token, &found) {
+        (Some(viewers), Some((key, _))) => match viewers.acquire(*key) {
+            Some(slot) => Some(slot),
+            None => {
+                return refuse(
+                    shared,
+                    Handshake::TooManyViewers,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many viewers on this link\n",
+                    client.addr,
+                )
+            }
+        },
+        _ => None,
     };
     shared.metrics.handshake(Handshake::Accepted);
     let id = next_session_id(shared);
@@ -150,7 +166,11 @@ async fn upgrade(
         label = route.label.as_deref().unwrap_or(""),
         target = %route.target,
     );
-    let conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let mut conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
+    // A valid token: from here the connection is a session, no longer pending.
+    if let Some(g) = &mut conn_guard {
+        g.established();
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared2 = shared.clone();
     let viewer = match (&route.label, found) {
@@ -168,6 +188,7 @@ async fn upgrade(
     };
     spawn_session(shared, span, async move {
         let _guard = conn_guard;
+        let _viewer_slot = viewer_slot;
         let mut viewer = viewer;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -257,16 +278,16 @@ fn token_of(shared: &Shared, req: &Request<Incoming>) -> Option<String> {
     }
 }
 
-/// The route for an upgrade: the token's, or the single default target. Only a token
-/// this gateway does not know may wait on the shared registry, within its bounds.
 /// The route a websocket leads to and, when a token named it, the token's digest and
 /// where the route came from.
 type Found = (Route, Option<(TokenKey, RouteOrigin)>);
 
-async fn find_route(shared: &Shared, token: Option<String>) -> Result<Found, Refusal> {
+/// The route for an upgrade: the token's, or the single default target. Only a token
+/// this gateway does not know may wait on the shared registry, within its bounds.
+async fn find_route(shared: &Shared, token: Option<&str>) -> Result<Found, Refusal> {
     match token {
-        Some(token) => match shared.tokens.lookup_shared_from(&token).await {
-            (Lookup::Found(route), origin) => Ok((route, Some((TokenKey::of(&token), origin)))),
+        Some(token) => match shared.tokens.lookup_shared_from(token).await {
+            (Lookup::Found(route), origin) => Ok((route, Some((TokenKey::of(token), origin)))),
             (Lookup::Expired, _) => Err((
                 Handshake::ExpiredToken,
                 StatusCode::NOT_FOUND,

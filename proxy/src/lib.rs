@@ -6,6 +6,8 @@
 //! See `LIFECYCLE.md` for the path of one connection.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+// Code the service runs logs through `tracing`: a panicking print macro never.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod app;
 pub mod client;
@@ -18,6 +20,7 @@ mod http_service;
 pub mod metrics;
 pub mod origin;
 mod per_address;
+mod per_token;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod rfb;

@@ -18,10 +18,12 @@ pub enum Handshake {
     Overloaded,
     /// The token was not known here and the shared token registry did not answer.
     RegistryUnavailable,
+    /// The token holds `max_viewers_per_token` sessions already.
+    TooManyViewers,
 }
 
 impl Handshake {
-    const ALL: [Handshake; 8] = [
+    const ALL: [Handshake; 9] = [
         Self::Accepted,
         Self::UnknownToken,
         Self::ExpiredToken,
@@ -30,6 +32,7 @@ impl Handshake {
         Self::BadRequest,
         Self::Overloaded,
         Self::RegistryUnavailable,
+        Self::TooManyViewers,
     ];
 
     fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Handshake {
             Self::BadRequest => "bad_request",
             Self::Overloaded => "overloaded",
             Self::RegistryUnavailable => "registry_unavailable",
+            Self::TooManyViewers => "too_many_viewers",
         }
     }
 }
@@ -82,7 +86,7 @@ pub struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
     tls_connections_total: AtomicU64,
-    refused_per_address: AtomicU64,
+    dropped_pending: AtomicU64,
     sessions_open: AtomicI64,
     bytes_to_client: AtomicU64,
     bytes_to_target: AtomicU64,
@@ -103,9 +107,10 @@ impl Metrics {
         }
     }
 
-    /// A connection closed at accept: its address holds `max_connections_per_ip`.
-    pub fn connection_refused_per_address(&self) {
-        self.refused_per_address.fetch_add(1, Relaxed);
+    /// A pending connection closed to make room for a newer one of its address, which
+    /// held `max_connections_per_ip` pending connections.
+    pub fn pending_connection_dropped(&self) {
+        self.dropped_pending.fetch_add(1, Relaxed);
     }
 
     pub fn connection_closed(&self) {
@@ -190,12 +195,12 @@ impl Metrics {
             &one(load(&self.tls_connections_total)),
         );
         metric(
-            "darts_connections_refused_total",
+            "darts_connections_dropped_total",
             "counter",
-            "Client connections closed at accept, by reason.",
+            "Client connections closed before they became a session, by reason.",
             &[(
-                "{reason=\"per_address\"}".into(),
-                load(&self.refused_per_address),
+                "{reason=\"pending_per_address\"}".into(),
+                load(&self.dropped_pending),
             )],
         );
         metric(
@@ -299,9 +304,11 @@ mod tests {
         m.handshake(Handshake::UnknownToken);
         m.session_closed();
         m.session_end(SessionEnd::IdleTimeout);
-        m.connection_refused_per_address();
+        m.pending_connection_dropped();
         let text = m.render();
-        assert!(text.contains("darts_connections_refused_total{reason=\"per_address\"} 1\n"));
+        assert!(
+            text.contains("darts_connections_dropped_total{reason=\"pending_per_address\"} 1\n")
+        );
         assert!(text.contains("darts_sessions_open 0\n"));
         assert!(text.contains("darts_bytes_total{direction=\"to_client\"} 10\n"));
         assert!(text.contains("darts_handshakes_total{result=\"unknown_token\"} 1\n"));

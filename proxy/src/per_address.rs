@@ -1,18 +1,25 @@
-//! Connections held per client address, so that one client opening thousands of
-//! connections cannot take every slot of the gateway. A slot is taken once at accept
-//! (and once more for the client a trusted proxy's PROXY header names) and given back
-//! when the connection closes: nothing on the data path.
+//! Pending connections per client address: accepted, but not yet a session with a valid
+//! token. One address (a flood, or a campus NAT) may hold `max` of them; a newcomer over
+//! that pushes out the address's oldest pending connection instead of being refused, so
+//! a flood of idle connections cannot lock out a real viewer behind the same address.
+//! A connection leaves the count when it becomes a session (or closes); sessions are
+//! bounded elsewhere (`max_connections`, `max_viewers_per_token`).
+//!
+//! Bounded: at most `max` entries per address, and every entry belongs to a connection
+//! that holds an admission permit. Nothing here is on the data path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// At most one log line per interval about refused connections: a flood must not
+use tokio_util::sync::CancellationToken;
+
+/// At most one log line per interval about dropped connections: a flood must not
 /// become a flood of log lines.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How many connections each address holds, against one limit.
+/// The pending connections of each address, against one limit.
 #[derive(Debug)]
 pub(crate) struct AddressLimits {
     max: usize,
@@ -21,16 +28,21 @@ pub(crate) struct AddressLimits {
 
 #[derive(Debug, Default)]
 struct State {
-    held: HashMap<IpAddr, usize>,
-    refused_since_log: u64,
+    /// Per address, its pending connections by age (the number given at acquire) with
+    /// the token that closes each.
+    pending: HashMap<IpAddr, BTreeMap<u64, CancellationToken>>,
+    next: u64,
+    dropped_since_log: u64,
     last_log: Option<Instant>,
 }
 
-/// One connection counted against its address until dropped.
+/// One pending connection counted against its address until dropped.
 #[derive(Debug)]
-pub(crate) struct AddressSlot {
+pub(crate) struct PendingSlot {
     limits: Arc<AddressLimits>,
     key: IpAddr,
+    id: u64,
+    evicted: CancellationToken,
 }
 
 impl AddressLimits {
@@ -44,34 +56,33 @@ impl AddressLimits {
         })
     }
 
-    /// A slot for a connection from `ip`, or `None` when its address holds `max` already.
-    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+    /// Counts a new pending connection from `ip`. When its address holds `max` already,
+    /// the oldest of them is told to close (its slot's `evicted` token) and is no longer
+    /// counted; returns whether that happened along with the slot.
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> (PendingSlot, bool) {
         let key = key(ip);
+        let evicted = CancellationToken::new();
         let mut st = self.lock();
-        let held = st.held.get(&key).copied().unwrap_or(0);
-        if held >= self.max {
-            st.refused_since_log += 1;
-            let now = Instant::now();
-            if st
-                .last_log
-                .is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL)
-            {
-                tracing::warn!(
-                    client.addr = %ip,
-                    limit = self.max,
-                    refused = st.refused_since_log,
-                    "connections refused: too many from one address"
-                );
-                st.last_log = Some(now);
-                st.refused_since_log = 0;
-            }
-            return None;
+        let id = st.next;
+        st.next += 1;
+        let held = st.pending.entry(key).or_default();
+        let oldest = if held.len() >= self.max {
+            held.pop_first()
+        } else {
+            None
+        };
+        held.insert(id, evicted.clone());
+        if let Some((_, token)) = &oldest {
+            token.cancel();
+            st.note_dropped(ip, self.max);
         }
-        st.held.insert(key, held + 1);
-        Some(AddressSlot {
+        let slot = PendingSlot {
             limits: self.clone(),
             key,
-        })
+            id,
+            evicted,
+        };
+        (slot, oldest.is_some())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -79,13 +90,40 @@ impl AddressLimits {
     }
 }
 
-impl Drop for AddressSlot {
+impl State {
+    fn note_dropped(&mut self, ip: IpAddr, limit: usize) {
+        self.dropped_since_log += 1;
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL)
+        {
+            tracing::warn!(
+                client.addr = %ip,
+                limit,
+                dropped = self.dropped_since_log,
+                "oldest pending connections dropped: too many from one address"
+            );
+            self.last_log = Some(now);
+            self.dropped_since_log = 0;
+        }
+    }
+}
+
+impl PendingSlot {
+    /// Cancelled when a newer connection of the same address pushed this one out.
+    pub(crate) fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
+}
+
+impl Drop for PendingSlot {
     fn drop(&mut self) {
         let mut st = self.limits.lock();
-        if let Some(n) = st.held.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                st.held.remove(&self.key);
+        if let Some(held) = st.pending.get_mut(&self.key) {
+            held.remove(&self.id);
+            if held.is_empty() {
+                st.pending.remove(&self.key);
             }
         }
     }
@@ -109,27 +147,33 @@ mod tests {
 
     fn held(l: &AddressLimits, ip: &str) -> usize {
         l.lock()
-            .held
+            .pending
             .get(&key(ip.parse().unwrap()))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, BTreeMap::len)
     }
 
     #[test]
-    fn refuses_over_the_limit_and_frees_on_drop() {
+    fn over_the_limit_the_oldest_is_evicted_and_slots_free_on_drop() {
         let l = AddressLimits::new(2).unwrap();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let one = l.acquire(a).unwrap();
-        let two = l.acquire(a).unwrap();
-        assert!(l.acquire(a).is_none());
+        let (one, _) = l.acquire(a);
+        let (two, _) = l.acquire(a);
+        let (three, evicted) = l.acquire(a);
+        assert!(evicted);
+        assert!(one.evicted().is_cancelled(), "the oldest is told to close");
+        assert!(!two.evicted().is_cancelled() && !three.evicted().is_cancelled());
+        assert_eq!(held(&l, "10.0.0.1"), 2);
         // Another address is not affected.
-        let other = l.acquire("10.0.0.2".parse().unwrap()).unwrap();
+        let (other, evicted) = l.acquire("10.0.0.2".parse().unwrap());
+        assert!(!evicted);
+        // The evicted slot's drop does not free a place it no longer holds.
         drop(one);
-        let three = l.acquire(a).unwrap();
-        drop((two, three, other));
-        assert_eq!(held(&l, "10.0.0.1"), 0);
+        assert_eq!(held(&l, "10.0.0.1"), 2);
+        let (four, _) = l.acquire(a);
+        assert!(two.evicted().is_cancelled());
+        drop((two, three, four, other));
         assert!(
-            l.lock().held.is_empty(),
+            l.lock().pending.is_empty(),
             "no entry stays for a gone address"
         );
     }
@@ -137,11 +181,11 @@ mod tests {
     #[test]
     fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
         let l = AddressLimits::new(1).unwrap();
-        let _a = l.acquire("2001:db8:1:2::1".parse().unwrap()).unwrap();
-        assert!(l.acquire("2001:db8:1:2:ffff::9".parse().unwrap()).is_none());
-        assert!(l.acquire("2001:db8:1:3::1".parse().unwrap()).is_some());
-        let _v4 = l.acquire("192.0.2.7".parse().unwrap()).unwrap();
-        assert!(l.acquire("::ffff:192.0.2.7".parse().unwrap()).is_none());
+        let (_a, _) = l.acquire("2001:db8:1:2::1".parse().unwrap());
+        assert!(l.acquire("2001:db8:1:2:ffff::9".parse().unwrap()).1);
+        assert!(!l.acquire("2001:db8:1:3::1".parse().unwrap()).1);
+        let (_v4, _) = l.acquire("192.0.2.7".parse().unwrap());
+        assert!(l.acquire("::ffff:192.0.2.7".parse().unwrap()).1);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::login::LoginOutcome;
-use super::logins::LINK_LIFETIME;
+use super::logins::{LoginOrigin, LINK_LIFETIME};
+use super::rate::Attempt;
 use super::wire::{self, Body};
 use super::{set_cookie, Call, Inner};
 use crate::auth::mfa::{MfaError, MFA_TTL};
@@ -55,7 +56,7 @@ pub(super) fn config(app: &Inner, call: &Call) -> Response<Body> {
     let user = call
         .login
         .as_ref()
-        .map(|l| json!({ "name": l.user, "admin": c.is_admin(&l.user), "email": l.email }));
+        .map(|l| json!({ "name": l.user, "admin": l.is_admin(c), "email": l.email }));
     let mut body = json!({
         "title": c.layout_title,
         "service": "darts",
@@ -136,11 +137,15 @@ pub(super) async fn login(
     let user = form.user.trim().to_owned();
     check_user_name(&user)?;
     let keys = backoff_keys(call, &user);
-    if let Err(e) = check_backoff(app, &keys) {
-        tracing::info!(user = %user, client.addr = %call.client, "login refused: back-off");
-        crate::audit::login(&user, call.client, "password", Some("back-off"));
-        return Err(e);
-    }
+    // Reserved before the credentials go anywhere: parallel guesses wait their turn.
+    let attempt = match reserve(app, &keys) {
+        Ok(attempt) => attempt,
+        Err(e) => {
+            tracing::info!(user = %user, client.addr = %call.client, "login refused: back-off");
+            crate::audit::login(&user, call.client, "password", Some("back-off"));
+            return Err(e);
+        }
+    };
     let creds = Credentials {
         user: user.clone(),
         password: form.password,
@@ -152,21 +157,18 @@ pub(super) async fn login(
         LoginOutcome::Authenticated { user, email } => (user, email),
         LoginOutcome::Open => (user, None),
         LoginOutcome::Rejected => {
-            for k in &keys {
-                app.backoff.failure(k, Instant::now());
-            }
+            attempt.fail();
             tracing::info!(user = %user, client.addr = %call.client, "login refused");
             crate::audit::login(&user, call.client, "password", Some("invalid credentials"));
             return Err(ApiError::InvalidCredentials);
         }
         LoginOutcome::EmailLink { email } => {
             // Each mail counts as an attempt, so nobody can flood a mailbox.
-            for k in &keys {
-                app.backoff.failure(k, Instant::now());
-            }
+            attempt.fail();
             return send_link(app, call, email).await;
         }
     };
+    attempt.release();
     // A new login replaces the one this browser had, and any login waiting for its code.
     if let Some(old) = &call.cookie {
         app.logins.close(old);
@@ -190,19 +192,13 @@ fn backoff_keys(call: &Call, user: &str) -> [String; 2] {
     ]
 }
 
-/// `rate_limited` while any of `keys` is locked.
-fn check_backoff(app: &Inner, keys: &[String]) -> Result<(), ApiError> {
-    let now = Instant::now();
-    let wait = keys
-        .iter()
-        .filter_map(|k| app.backoff.check(k, now).err())
-        .max();
-    match wait {
-        Some(wait) => Err(ApiError::RateLimited {
+/// Admits one attempt on all of `keys`; `rate_limited` while any is locked or busy.
+fn reserve<'a>(app: &'a Inner, keys: &[String]) -> Result<Attempt<'a>, ApiError> {
+    app.backoff
+        .reserve(keys, Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
             retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-        }),
-        None => Ok(()),
-    }
+        })
 }
 
 /// Opens a login: 200 with the user and CSRF token, and the login cookie.
@@ -214,7 +210,7 @@ fn open_login(
     mfa: bool,
 ) -> Result<Response<Body>, ApiError> {
     let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
-    let (cookie, login) = app.logins.open(user, email, lifetime)?;
+    let (cookie, login) = app.logins.open(user, email, LoginOrigin::Here, lifetime)?;
     tracing::info!(user = %login.user, client.addr = %call.client, mfa, "logged in");
     let method = match (app.open, mfa) {
         (true, _) => "none",
@@ -222,7 +218,7 @@ fn open_login(
         (false, false) => "password",
     };
     crate::audit::login(&login.user, call.client, method, None);
-    let admin = call.config.is_admin(&login.user);
+    let admin = login.is_admin(&call.config);
     let mut r = wire::json(
         StatusCode::OK,
         &json!({ "user": login.user, "admin": admin, "csrf": login.csrf }),
@@ -297,14 +293,21 @@ pub(super) async fn login_mfa(
         return Err(MfaError::NotPending.into());
     };
     let keys = backoff_keys(call, &pending.user);
-    if let Err(e) = check_backoff(app, &keys) {
-        tracing::info!(user = %pending.user, client.addr = %call.client, "second factor refused: back-off");
-        crate::audit::login(&pending.user, call.client, "mfa", Some("back-off"));
-        return Err(e);
-    }
-    let store = app.mfa.as_ref().ok_or(ApiError::Internal)?;
+    let attempt = match reserve(app, &keys) {
+        Ok(attempt) => attempt,
+        Err(e) => {
+            tracing::info!(user = %pending.user, client.addr = %call.client, "second factor refused: back-off");
+            crate::audit::login(&pending.user, call.client, "mfa", Some("back-off"));
+            return Err(e);
+        }
+    };
+    let Some(store) = app.mfa.as_ref() else {
+        attempt.release();
+        return Err(ApiError::Internal);
+    };
     match store.verify(&pending.user, code) {
         Ok(()) => {
+            attempt.release();
             app.logins.close_pending(cookie);
             app.backoff.success(&keys[1]);
             if let Some(old) = &call.cookie {
@@ -315,9 +318,7 @@ pub(super) async fn login_mfa(
             Ok(r)
         }
         Err(e) => {
-            for k in &keys {
-                app.backoff.failure(k, Instant::now());
-            }
+            attempt.fail();
             tracing::info!(user = %pending.user, client.addr = %call.client, reason = %e, "second factor refused");
             crate::audit::login(&pending.user, call.client, "mfa", Some(&e.to_string()));
             if matches!(e, MfaError::Wrong { .. }) {
@@ -430,7 +431,10 @@ pub(super) fn login_link(app: &Inner, call: &Call) -> Response<Body> {
         );
     };
     let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
-    let Ok((cookie, login)) = app.logins.open(email.clone(), Some(email), lifetime) else {
+    let Ok((cookie, login)) =
+        app.logins
+            .open(email.clone(), Some(email), LoginOrigin::Here, lifetime)
+    else {
         return html(
             StatusCode::INTERNAL_SERVER_ERROR,
             &ApiError::Internal.to_string(),

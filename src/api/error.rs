@@ -23,6 +23,8 @@ pub enum ApiError {
     },
     #[error("the request body is larger than {max} bytes")]
     BodyTooLarge { max: usize },
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
     #[error("send the request body as application/json")]
     UnsupportedMediaType,
     #[error("log in first")]
@@ -35,6 +37,10 @@ pub enum ApiError {
     Csrf,
     #[error("only administrators may do this")]
     AdminOnly,
+    /// No authentication is configured and the request came through a reverse proxy,
+    /// so it may come from anywhere (`allow_open_access` lifts this).
+    #[error("this server has no authentication configured, so it only serves its own host; a request forwarded by a proxy is refused (the operator can set allow_open_access)")]
+    OpenAccessForwarded,
     #[error("a one-shot session has a single connection, and it is already open")]
     OneShotInUse,
     #[error("this login link is not valid (it may have been used or have expired)")]
@@ -96,12 +102,14 @@ impl ApiError {
             Self::BadJson(_) => "bad_json",
             Self::InvalidField { .. } => "invalid_field",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::LoginRequired => "login_required",
             Self::InvalidCredentials => "invalid_credentials",
             Self::RateLimited { .. } => "rate_limited",
             Self::Csrf => "csrf",
             Self::AdminOnly => "forbidden",
+            Self::OpenAccessForwarded => "open_access_forwarded",
             Self::OneShotInUse => "oneshot_in_use",
             Self::LinkInvalid => "link_invalid",
             Self::MailUnavailable => "mail_unavailable",
@@ -124,12 +132,13 @@ impl ApiError {
         match self {
             Self::BadJson(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::LoginRequired | Self::InvalidCredentials | Self::LinkInvalid => {
                 StatusCode::UNAUTHORIZED
             }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Csrf | Self::AdminOnly => StatusCode::FORBIDDEN,
+            Self::Csrf | Self::AdminOnly | Self::OpenAccessForwarded => StatusCode::FORBIDDEN,
             Self::OneShotInUse => StatusCode::CONFLICT,
             Self::MailUnavailable
             | Self::MailFailed

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
+use super::logins::LoginOrigin;
 use super::wire::{self, Body};
 use super::{set_cookie, Call, Inner};
 use crate::session::record::is_session_name;
@@ -24,7 +25,10 @@ pub(super) fn login(app: &Inner, call: &Call) -> Response<Body> {
         return wire::error(&super::ApiError::LinkInvalid);
     };
     let lifetime = Duration::from_secs(call.config.login_lifetime.max(60));
-    let Ok((cookie, _)) = app.logins.open(user.clone(), None, lifetime) else {
+    let Ok((cookie, _)) = app
+        .logins
+        .open(user.clone(), None, LoginOrigin::Peer, lifetime)
+    else {
         return wire::error(&super::ApiError::Internal);
     };
     tracing::info!(user = %user, session = %session, client.addr = %call.client, "logged in by a peer's hand-off");

@@ -21,6 +21,8 @@ pub const COOKIE: &str = "darts_login";
 pub const MFA_COOKIE: &str = "darts_mfa";
 /// Logins held at once; beyond, the oldest go first.
 const MAX_LOGINS: usize = 10_000;
+/// Default of `login_max_per_user`.
+pub const DEFAULT_MAX_PER_USER: usize = 20;
 /// Pending e-mail links held at once.
 const MAX_LINKS: usize = 10_000;
 /// Logins waiting for a second factor, held at once.
@@ -39,9 +41,27 @@ pub struct Login {
     pub email: Option<String>,
     /// Sent back by the pages in `X-CSRF-Token` on every state-changing request.
     pub csrf: String,
+    /// Who proved the user's identity.
+    pub origin: LoginOrigin,
+}
+
+/// Who proved a login's identity, which bounds what it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOrigin {
+    /// This node's own authentication (password, second factor, mailed link).
+    Here,
+    /// A peer node's hand-off: the peer vouches for the user, not for their rights here,
+    /// so such a login never has administrator rights on this node.
+    Peer,
 }
 
 impl Login {
+    /// Whether this login has administrator rights: a user of `user_admin` who proved
+    /// who they are to this node.
+    pub fn is_admin(&self, config: &crate::config::Config) -> bool {
+        self.origin == LoginOrigin::Here && config.is_admin(&self.user)
+    }
+
     /// Whether `header` carries this login's CSRF token.
     pub fn csrf_matches(&self, header: Option<&str>) -> bool {
         header.is_some_and(|h| TokenKey::of(h.trim()) == TokenKey::of(&self.csrf))
@@ -66,12 +86,16 @@ impl PendingLogin {
 #[derive(Debug)]
 struct Entry<T> {
     value: T,
+    opened: Instant,
     expires: Instant,
 }
 
 /// Every open login and pending link of this server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Logins {
+    /// Open logins one user may hold (`login_max_per_user`); beyond, that user's oldest
+    /// goes, so one account cannot fill the table and push out everyone else's.
+    max_per_user: usize,
     open: Mutex<HashMap<TokenKey, Entry<Login>>>,
     links: Mutex<HashMap<TokenKey, Entry<String>>>,
     pending: Mutex<HashMap<TokenKey, Entry<PendingLogin>>>,
@@ -87,14 +111,25 @@ fn hold<T>(
     value: T,
     lifetime: Duration,
 ) -> Result<String, ApiError> {
-    let cookie = secret::token().map_err(|_| rng_failed())?;
     let mut map = lock(map);
     make_room(&mut map, cap);
+    insert_new(&mut map, value, lifetime)
+}
+
+/// Stores `value` under a new random cookie until `lifetime` ends; returns the cookie.
+fn insert_new<T>(
+    map: &mut HashMap<TokenKey, Entry<T>>,
+    value: T,
+    lifetime: Duration,
+) -> Result<String, ApiError> {
+    let cookie = secret::token().map_err(|_| rng_failed())?;
+    let now = Instant::now();
     map.insert(
         TokenKey::of(&cookie),
         Entry {
             value,
-            expires: Instant::now() + lifetime,
+            opened: now,
+            expires: now + lifetime,
         },
     );
     Ok(cookie)
@@ -114,9 +149,22 @@ fn find_valid<T: Clone>(map: &Mutex<HashMap<TokenKey, Entry<T>>>, cookie: &str) 
     }
 }
 
+impl Default for Logins {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_PER_USER)
+    }
+}
+
 impl Logins {
-    pub fn new() -> Self {
-        Self::default()
+    /// Each user may hold `max_per_user` open logins (at least one).
+    pub fn new(max_per_user: usize) -> Self {
+        Self {
+            max_per_user: max_per_user.max(1),
+            open: Mutex::default(),
+            links: Mutex::default(),
+            pending: Mutex::default(),
+            handoffs: Mutex::default(),
+        }
     }
 
     /// Opens a login for `lifetime`; returns the cookie value and the login.
@@ -124,11 +172,20 @@ impl Logins {
         &self,
         user: String,
         email: Option<String>,
+        origin: LoginOrigin,
         lifetime: Duration,
     ) -> Result<(String, Login), ApiError> {
         let csrf = secret::token().map_err(|_| rng_failed())?;
-        let login = Login { user, email, csrf };
-        let cookie = hold(&self.open, MAX_LOGINS, login.clone(), lifetime)?;
+        let login = Login {
+            user,
+            email,
+            csrf,
+            origin,
+        };
+        let mut map = lock(&self.open);
+        make_room_for_user(&mut map, &login.user, self.max_per_user);
+        make_room(&mut map, MAX_LOGINS);
+        let cookie = insert_new(&mut map, login.clone(), lifetime)?;
         Ok((cookie, login))
     }
 
@@ -210,6 +267,23 @@ fn make_room<T>(map: &mut HashMap<TokenKey, Entry<T>>, max: usize) {
     }
 }
 
+/// Drops `user`'s expired logins, then their oldest until one more fits in `max`.
+fn make_room_for_user(map: &mut HashMap<TokenKey, Entry<Login>>, user: &str, max: usize) {
+    let now = Instant::now();
+    map.retain(|_, e| e.value.user != user || e.expires > now);
+    loop {
+        let theirs = map.iter().filter(|(_, e)| e.value.user == user);
+        if theirs.clone().count() < max {
+            return;
+        }
+        let Some(oldest) = theirs.min_by_key(|(_, e)| e.opened).map(|(k, _)| *k) else {
+            return;
+        };
+        tracing::info!(user = %user, max, "too many logins for this user: the oldest is closed");
+        map.remove(&oldest);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -225,9 +299,14 @@ mod tests {
 
     #[test]
     fn cookies_open_find_and_close_logins() {
-        let logins = Logins::new();
+        let logins = Logins::default();
         let (cookie, login) = logins
-            .open("alice".into(), None, Duration::from_secs(60))
+            .open(
+                "alice".into(),
+                None,
+                LoginOrigin::Here,
+                Duration::from_secs(60),
+            )
             .unwrap();
         assert_ne!(cookie, login.csrf);
         let found = logins.find(&cookie).unwrap();
@@ -242,14 +321,16 @@ mod tests {
 
     #[test]
     fn expired_logins_are_gone() {
-        let logins = Logins::new();
-        let (cookie, _) = logins.open("bob".into(), None, Duration::ZERO).unwrap();
+        let logins = Logins::default();
+        let (cookie, _) = logins
+            .open("bob".into(), None, LoginOrigin::Here, Duration::ZERO)
+            .unwrap();
         assert!(logins.find(&cookie).is_none());
     }
 
     #[test]
     fn links_work_once() {
-        let logins = Logins::new();
+        let logins = Logins::default();
         let t = logins.new_link("a@example.org".into()).unwrap();
         assert_eq!(logins.take_link(&t).as_deref(), Some("a@example.org"));
         assert_eq!(logins.take_link(&t), None);
@@ -257,7 +338,7 @@ mod tests {
 
     #[test]
     fn pending_logins_are_found_by_cookie_until_closed_or_expired() {
-        let logins = Logins::new();
+        let logins = Logins::default();
         let (cookie, pending) = logins
             .new_pending(
                 "erin".into(),
@@ -288,6 +369,7 @@ mod tests {
                 TokenKey::of(&i.to_string()),
                 Entry {
                     value: i,
+                    opened: now,
                     expires: now + Duration::from_secs(100 + i),
                 },
             );
@@ -295,5 +377,28 @@ mod tests {
         make_room(&mut map, 3);
         assert_eq!(map.len(), 2);
         assert!(!map.contains_key(&TokenKey::of("0")));
+    }
+
+    #[test]
+    fn one_user_cannot_push_out_other_users_logins() {
+        let logins = Logins::new(3);
+        let hour = Duration::from_secs(3600);
+        let (bob, _) = logins
+            .open("bob".into(), None, LoginOrigin::Here, hour)
+            .unwrap();
+        let mallory: Vec<String> = (0..MAX_LOGINS)
+            .map(|_| {
+                logins
+                    .open("mallory".into(), None, LoginOrigin::Here, hour)
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        assert!(logins.find(&bob).is_some(), "bob's login was pushed out");
+        // Mallory keeps her three newest logins only.
+        let kept: Vec<bool> = mallory.iter().map(|c| logins.find(c).is_some()).collect();
+        assert_eq!(kept.iter().filter(|k| **k).count(), 3);
+        assert!(kept[MAX_LOGINS - 3..].iter().all(|k| *k));
+        assert_eq!(lock(&logins.open).len(), 4);
     }
 }

@@ -30,6 +30,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use darts_proxy::app::{App, AppContext, AppFuture};
+use darts_proxy::forwarded::{self, TrustedProxies};
 use http::{header, HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 
@@ -82,19 +83,27 @@ struct Inner {
     listen_base: Arc<OnceLock<String>>,
     /// Peers (`fallback_servers`) and the node-to-node machinery.
     nodes: Arc<crate::nodes::Nodes>,
+    /// `service_trusted_proxies`, parsed once (a restart setting) by the gateway's own
+    /// parser: the one definition of a trusted proxy.
+    trusted: Arc<TrustedProxies>,
 }
 
 impl DartsApp {
     pub fn new(opts: ApiOptions) -> Self {
         let free = opts.manager.config().login_max_failures;
+        let per_user = opts.manager.config().login_max_per_user;
+        let trusted = Arc::new(TrustedProxies::parse_valid(
+            &opts.manager.config().service_trusted_proxies,
+        ));
         Self {
             inner: Arc::new(RwLock::new(Arc::new(Inner {
                 manager: opts.manager,
                 login: opts.login,
                 mailer: opts.mailer,
                 open: opts.open,
+                trusted,
                 prefix: opts.prefix.trim_end_matches('/').to_owned(),
-                logins: Arc::new(Logins::new()),
+                logins: Arc::new(Logins::new(per_user)),
                 backoff: Arc::new(Backoff::new(free)),
                 mfa: MfaStore::new(MfaLimits::default())
                     .map_err(|e| tracing::error!(error = %e, "no second-factor store"))
@@ -136,6 +145,7 @@ impl DartsApp {
             mfa: old.mfa.clone(),
             listen_base: old.listen_base.clone(),
             nodes: old.nodes.clone(),
+            trusted: old.trusted.clone(),
         });
     }
 }
@@ -179,7 +189,7 @@ impl Call {
         let login = self.login.as_ref().ok_or(ApiError::LoginRequired)?;
         Ok(Caller {
             user: login.user.clone(),
-            admin: self.config.is_admin(&login.user),
+            admin: login.is_admin(&self.config),
             remote: Some(self.client.to_string()),
         })
     }
@@ -203,16 +213,15 @@ impl Inner {
         let raw_path = req.uri().path().to_owned();
         let config = self.manager.config();
         let (parts, body) = req.into_parts();
-        let from_proxy = config
-            .service_trusted_proxies
-            .iter()
-            .any(|t| t.parse::<IpAddr>().ok() == Some(ctx.peer.ip()));
-        let client = wire::client_ip(
-            &parts.headers,
-            ctx.peer.ip(),
-            &config.service_trusted_proxies,
-        );
-        let https = wire::is_https(&parts.headers, ctx.tls, from_proxy);
+        // One reading of the forwarding headers, by the gateway's own rule, decides the
+        // client, whether its proxy is believed, and the scheme it used.
+        let view = forwarded::resolve(&parts.headers, ctx.peer.ip(), &self.trusted);
+        let (client, from_proxy) = (view.addr, view.via_proxy);
+        let https = ctx.tls || view.https == Some(true);
+        if self.open && !config.allow_open_access && wire::maybe_remote(&parts.headers, &view) {
+            tracing::warn!(client = %client, path = %ctx.path, "refused: no authentication is configured and the request was forwarded (allow_open_access is off)");
+            return wire::error(&ApiError::OpenAccessForwarded);
+        }
         let cookie = wire::cookie(&parts.headers, logins::COOKIE).map(str::to_owned);
         let login = cookie.as_deref().and_then(|c| self.logins.find(c));
         let mfa_cookie = wire::cookie(&parts.headers, logins::MFA_COOKIE).map(str::to_owned);

@@ -45,6 +45,17 @@ pub(super) async fn serve(
         tracing::warn!(node = %verified.node, client.addr = %call.client, "node not in fallback_accept_from");
         return Err(ApiError::NodeNotAllowed(verified.node));
     }
+    // Creations and actions change something for a user: they must have been signed for
+    // this very node, so a peer cannot replay one meant for another. Status and list are
+    // read-only and may be asked of an address whose node is not known yet.
+    let changes = matches!(endpoint, Endpoint::NodeCreate | Endpoint::NodeAct);
+    if (changes || !verified.to.is_empty()) && verified.to != settings.name {
+        tracing::warn!(node = %verified.node, to = %verified.to, "node request meant for another node: refused");
+        return Err(ApiError::NodeRefused(format!(
+            "request meant for node {:?}, this is {}",
+            verified.to, settings.name
+        )));
+    }
     if verified.hops.contains(&settings.name) || verified.hops.len() > MAX_HOPS {
         tracing::warn!(node = %verified.node, hops = %verified.hops.join(","), "node request loops: refused");
         return Err(ApiError::NodeLoop(settings.name.clone()));

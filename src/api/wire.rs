@@ -1,7 +1,7 @@
 //! The HTTP side of the application: JSON answers with their security headers, strict
 //! and bounded request bodies, cookies, the client's address and the public base URL.
 
-use std::net::IpAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
@@ -10,12 +10,15 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use darts_proxy::forwarded::{self, TrustedProxies};
+use darts_proxy::forwarded;
 
 use super::error::ApiError;
 
 /// Largest request body.
 pub const MAX_BODY: usize = 64 * 1024;
+/// How long a whole request body may take to arrive, from the end of its headers: a
+/// client trickling bytes cannot hold a handler (and its connection) for longer.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Pages may load scripts, styles and data only from this server; operators' headers
 /// may show images from any HTTPS site. No inline script, no framing.
@@ -80,6 +83,10 @@ pub fn error(e: &ApiError) -> Response<Body> {
                 h.insert(header::ALLOW, v);
             }
         }
+        // The rest of that body may still be on its way: the connection cannot be reused.
+        ApiError::BodyTimeout { .. } => {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         _ => {}
     }
     r
@@ -94,7 +101,8 @@ pub async fn read_json<T: DeserializeOwned>(
     parse_json(&read_body(headers, body).await?)
 }
 
-/// Reads a JSON body's bytes: `application/json`, at most [`MAX_BODY`] bytes.
+/// Reads a JSON body's bytes: `application/json`, at most [`MAX_BODY`] bytes, all of
+/// them within [`BODY_DEADLINE`].
 pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -111,9 +119,18 @@ pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Api
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(ApiError::BodyTooLarge { max: MAX_BODY });
     }
-    Ok(Limited::new(body, MAX_BODY)
-        .collect()
+    let collected = tokio::time::timeout(BODY_DEADLINE, Limited::new(body, MAX_BODY).collect())
         .await
+        .map_err(|_| {
+            tracing::info!(
+                deadline_s = BODY_DEADLINE.as_secs(),
+                "request body too slow: refused"
+            );
+            ApiError::BodyTimeout {
+                secs: BODY_DEADLINE.as_secs(),
+            }
+        })?;
+    Ok(collected
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::BodyTooLarge { max: MAX_BODY }
@@ -171,22 +188,21 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// Whether `peer` is one of `service_trusted_proxies` (addresses or networks).
-pub fn is_trusted_proxy(peer: IpAddr, trusted: &[String]) -> bool {
-    TrustedProxies::parse_valid(trusted).contains(peer)
-}
+/// Headers a reverse proxy adds to what it forwards.
+const FORWARDING_HEADERS: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-real-ip",
+    "via",
+];
 
-/// The client: the peer, or, when the peer is a trusted reverse proxy, the address its
-/// `X-Forwarded-For` (or `Forwarded`) names; entries the client wrote itself never count
-/// (see `darts_proxy::forwarded`).
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[String]) -> IpAddr {
-    forwarded::resolve(headers, peer, &TrustedProxies::parse_valid(trusted)).addr
-}
-
-/// Whether the request reached darts over TLS: its own listener, or a trusted proxy's
-/// `X-Forwarded-Proto: https` (or `Forwarded: proto=https`).
-pub fn is_https(headers: &HeaderMap, tls: bool, from_proxy: bool) -> bool {
-    tls || (from_proxy && forwarded::reported_scheme_and_host(headers).0 == Some(true))
+/// Whether a request may come from another host than this one: its client (after
+/// trusted proxies and PROXY headers) is not on loopback, or it carries a proxy's
+/// forwarding headers, trusted or not (a proxy on loopback says what it did, and a
+/// local user who talks to darts directly sends none).
+pub fn maybe_remote(headers: &HeaderMap, client: &forwarded::ClientView) -> bool {
+    !client.addr.is_loopback() || FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h))
 }
 
 /// `scheme://host[:port]` as the client addressed the server, if the `Host` header
@@ -250,15 +266,21 @@ mod tests {
         );
         assert_eq!(cookie(&h, "darts_login"), Some("xyz"));
         assert_eq!(cookie(&h, "darts"), None);
-        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
-        let trusted = vec!["127.0.0.1".to_owned()];
-        assert_eq!(
-            client_ip(&h, proxy, &trusted),
-            "192.0.2.7".parse::<IpAddr>().unwrap()
-        );
-        // Anyone else's X-Forwarded-For is ignored.
-        let other: IpAddr = "198.51.100.1".parse().unwrap();
-        assert_eq!(client_ip(&h, other, &trusted), other);
+    }
+
+    #[test]
+    fn forwarded_or_remote_requests_may_come_from_anywhere() {
+        use darts_proxy::forwarded::{resolve, TrustedProxies};
+        use std::net::IpAddr;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
+        let mut h = HeaderMap::new();
+        assert!(!maybe_remote(&h, &resolve(&h, ip("127.0.0.1"), &trusted)));
+        assert!(!maybe_remote(&h, &resolve(&h, ip("::1"), &trusted)));
+        assert!(maybe_remote(&h, &resolve(&h, ip("192.0.2.1"), &trusted)));
+        h.insert("via", HeaderValue::from_static("1.1 proxy"));
+        let untrusted = TrustedProxies::default();
+        assert!(maybe_remote(&h, &resolve(&h, ip("127.0.0.1"), &untrusted)));
     }
 
     #[test]

@@ -212,6 +212,7 @@ impl AuthChain {
             }
             match tokio::time::timeout(self.method_timeout, method.authenticate(creds)).await {
                 Ok(Ok(identity)) => {
+                    let identity = identity.canonical();
                     tracing::info!(method = name, user = %creds.user, identity = %identity.user, "password accepted");
                     proved = Some(identity);
                     break;
@@ -252,7 +253,7 @@ impl AuthChain {
             None => Previous::none(),
         };
         match self.run_hook(hook.as_ref(), creds, &previous).await {
-            Ok(identity) => ChainOutcome::Authenticated(identity),
+            Ok(identity) => ChainOutcome::Authenticated(identity.canonical()),
             Err(e) => {
                 reasons.push(e.to_string());
                 ChainOutcome::Rejected { reasons }
@@ -261,7 +262,8 @@ impl AuthChain {
     }
 
     async fn email_link_outcome(&self, creds: &Credentials) -> ChainOutcome {
-        let email = creds.user.clone();
+        // The address is the identity: one person, however they capitalise it.
+        let email = creds.user.to_lowercase();
         let Some(hook) = &self.custom else {
             return ChainOutcome::EmailLink { email };
         };

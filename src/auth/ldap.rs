@@ -297,8 +297,9 @@ impl LdapAuth {
 
 const ENTRY_ATTRS: [&str; 3] = ["mail", "uid", "cn"];
 
-/// The login as typed; when it is an address and the entry has a `uid`, that `uid` (so
-/// one person's sessions are filed under one name whichever way they log in).
+/// The entry's `uid` when it has one (so one person's sessions are filed under one name
+/// whichever way they log in: `alice`, `Alice`, their address or their `cn` through
+/// `ldap_filter`); else the login as typed. The chain folds it to lower case.
 fn identity_from(login: &str, entry: Option<&ldap3::SearchEntry>) -> Identity {
     let first = |attr: &str| {
         entry
@@ -308,10 +309,7 @@ fn identity_from(login: &str, entry: Option<&ldap3::SearchEntry>) -> Identity {
             .cloned()
     };
     let is_address = super::chain::looks_like_address(login);
-    let user = match first("uid") {
-        Some(uid) if is_address => uid,
-        _ => login.to_owned(),
-    };
+    let user = first("uid").unwrap_or_else(|| login.to_owned());
     let email = first("mail").or_else(|| is_address.then(|| login.to_owned()));
     Identity {
         user,
@@ -501,8 +499,9 @@ mod tests {
         let by_address = identity_from("alice@example.org", Some(&entry));
         assert_eq!(by_address.user, "alice");
         assert_eq!(by_address.email.as_deref(), Some("alice@example.org"));
+        // The entry's uid, however the login was typed.
         let by_login = identity_from("Alice", Some(&entry));
-        assert_eq!(by_login.user, "Alice");
+        assert_eq!(by_login.user, "alice");
         let no_entry = identity_from("bob", None);
         assert_eq!(no_entry.email, None);
     }

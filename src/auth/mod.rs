@@ -49,6 +49,25 @@ pub struct Identity {
     pub method: &'static str,
 }
 
+impl Identity {
+    /// The one name a person's sessions, limits, logins and audit lines are filed under,
+    /// whichever way they typed it. Mail servers (IMAP, SMTP, e-mail links) and LDAP
+    /// (`uid` matches without case; ldap.rs already took the entry's own `uid`) compare
+    /// user names without case, so the name is folded to lower case; local accounts
+    /// (PAM) and the custom command's `user=` are case-sensitive and stay as given.
+    pub fn canonical(mut self) -> Self {
+        if case_insensitive(self.method) {
+            self.user = self.user.to_lowercase();
+        }
+        self
+    }
+}
+
+/// Whether `method` matches user names without case.
+pub fn case_insensitive(method: &str) -> bool {
+    matches!(method, "imap" | "smtp" | "ldap" | "email")
+}
+
 /// Why a method did not prove the user.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -222,9 +222,9 @@ fn place_all(
             )?,
             Err(e) => {
                 failed += 1;
-                eprintln!("darts: {}: {e}", m.name);
+                errln!("darts: {}: {e}", m.name);
                 if matches!(e, CatalogueError::Fetch(FetchError::Certificate { .. })) {
-                    eprintln!("darts: a server with a private CA needs --ca FILE");
+                    errln!("darts: a server with a private CA needs --ca FILE");
                 }
             }
         }
@@ -237,13 +237,13 @@ fn place_all(
 
 fn warn_problems(cat: &Catalogue) {
     for p in cat.problems() {
-        eprintln!("darts: warning: {p}");
+        errln!("darts: warning: {p}");
     }
 }
 
 /// Asks on stderr, reads a line from stdin; anything but y/yes (or end of input) is no.
 fn ask(question: &str) -> bool {
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     if std::io::stdin().lock().read_line(&mut answer).is_err() {

@@ -714,15 +714,16 @@ impl Checker<'_> {
                 format!("{url:?}: expected an http:// or https:// address"),
             );
         }
+        // The gateway's own parser: what it refuses here is what it would not trust.
         let bad: Vec<&String> = cfg
             .service_trusted_proxies
             .iter()
-            .filter(|p| p.parse::<IpAddr>().is_err())
+            .filter(|p| darts_proxy::forwarded::TrustedProxies::parse(&[p.as_str()]).is_err())
             .collect();
         if !bad.is_empty() {
             self.error(
                 "service_trusted_proxies",
-                format!("not IP addresses: {bad:?}"),
+                format!("not IP addresses or networks (127.0.0.1, ::1, 10.0.0.0/8): {bad:?}"),
             );
         }
         // One page load takes several connections and each viewer one more; users
@@ -732,7 +733,7 @@ impl Checker<'_> {
             self.warning(
                 "service_max_connections_per_ip",
                 format!(
-                    "{per_ip} is below {MIN_CONNECTIONS_PER_IP}: a browser opens several connections per page and one per viewer, so users would be refused"
+                    "{per_ip} is below {MIN_CONNECTIONS_PER_IP}: a browser holds several pending connections per page and users behind one NAT share an address, so their connections would push each other out"
                 ),
             );
         }

@@ -135,12 +135,14 @@ pub const KEYS: &[Key] = &[
     live("layout_terms", "Terms shown next to Create: a file path or an HTML string (empty: built-in text)."),
     // Web service.
     live("service_url", "Public address, e.g. https://server/darts: base of session and mailed links."),
-    restart("service_trusted_proxies", "Reverse proxies (IP addresses) whose X-Forwarded-For names the client."),
+    restart("service_trusted_proxies", "Reverse proxies (IP addresses or networks, e.g. 127.0.0.1, 10.0.0.0/8) whose X-Forwarded-For, X-Forwarded-Proto and Host headers are believed."),
     restart("service_proxy_protocol", "Read a PROXY protocol v1/v2 header from service_trusted_proxies' connections."),
-    restart("service_max_connections_per_ip", "Connections one client address (IPv6: one /64) may hold on service_port; more are closed at once (0: no limit)."),
-    live("allow_open_access", "Serve on a non-loopback address with no authentication configured."),
+    restart("service_max_connections_per_ip", "Pending connections (not yet a session with a valid token) one client address (IPv6: one /64) may hold on service_port; a newer one pushes out the oldest (0: no limit)."),
+    restart("service_max_viewers_per_token", "Viewers (websocket sessions) one session link may hold at once; more are refused with 429 (0: no limit)."),
+    live("allow_open_access", "With no authentication configured, serve anyway on a non-loopback address and to requests forwarded by a reverse proxy (otherwise refused with 403)."),
     live("login_lifetime", "How long a web login lasts, seconds."),
-    restart("login_max_failures", "Failed logins per user and address before back-off doubles each time."),
+    restart("login_max_failures", "Failed logins per user and address before back-off (1 s, then doubling); attempts under way count."),
+    restart("login_max_per_user", "Web logins one user may hold at once; one more closes that user's oldest."),
     // Peers.
     live("fallback_servers", "Peers (URLs, e.g. https://b/darts) that take a request this one has no room for."),
     live("node_name", "This node's name among its peers; default: the host name."),

@@ -222,19 +222,25 @@ pub struct Config {
     /// `proxy_protocol on`, HAProxy `send-proxy`).
     #[serde(deserialize_with = "flexible_bool")]
     pub service_proxy_protocol: bool,
-    /// Connections one client address may hold on `service_port` (0: no limit); more
-    /// are closed at once. The address is the one a trusted proxy's PROXY header names,
-    /// else the TCP peer's (trusted proxies themselves are not counted); IPv6 per /64.
+    /// Pending connections (accepted, not yet a session with a valid token) one client
+    /// address may hold on `service_port` (0: no limit); a newer one pushes out the
+    /// oldest. The address is the one a trusted proxy's PROXY header names, else the TCP
+    /// peer's (trusted proxies themselves are not counted); IPv6 per /64.
     pub service_max_connections_per_ip: usize,
+    /// Websocket sessions one token (session link) may hold at once (0: no limit).
+    pub service_max_viewers_per_token: usize,
     /// Serve on a non-loopback address although no authenticator is configured (anyone
     /// may then start sessions under any name).
     #[serde(deserialize_with = "flexible_bool")]
     pub allow_open_access: bool,
     /// How long a web login lasts, seconds.
     pub login_lifetime: u64,
-    /// Failed logins allowed per user and per client address before each further
-    /// failure locks them out for twice as long (1 s, 2 s, 4 s, … up to 15 minutes).
+    /// Failed logins allowed per user and per client address: the last of them locks
+    /// them out for 1 s, each further one for twice as long (2 s, 4 s, … up to 15 minutes).
+    /// Attempts under way count as failures until answered.
     pub login_max_failures: u32,
+    /// Web logins one user may hold at once; opening one more closes that user's oldest.
+    pub login_max_per_user: usize,
 
     // Peers.
     #[serde(deserialize_with = "one_or_many_split")]
@@ -364,9 +370,11 @@ impl Default for Config {
             service_trusted_proxies: Vec::new(),
             service_proxy_protocol: false,
             service_max_connections_per_ip: darts_proxy::config::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            service_max_viewers_per_token: darts_proxy::config::DEFAULT_MAX_VIEWERS_PER_TOKEN,
             allow_open_access: false,
             login_lifetime: 8 * 3600,
             login_max_failures: 5,
+            login_max_per_user: 20,
             fallback_servers: Vec::new(),
             node_name: String::new(),
             fallback_key: String::new(),

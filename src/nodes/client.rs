@@ -63,20 +63,33 @@ impl Answer {
 pub async fn post(
     settings: &Settings,
     peer: &Peer,
+    to: Destination<'_>,
     path: &str,
     body: &Value,
     hops: &[String],
     timeout: Duration,
 ) -> Result<Answer, PeerError> {
-    match tokio::time::timeout(timeout, exchange(settings, peer, path, body, hops)).await {
+    match tokio::time::timeout(timeout, exchange(settings, peer, to, path, body, hops)).await {
         Ok(result) => result,
         Err(_) => Err(PeerError::Timeout(timeout)),
     }
 }
 
+/// Which node a request is meant for: signed into it, so a peer holding the key cannot
+/// replay it to another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// The node of that name (creations and actions on a session).
+    Node(&'a str),
+    /// Whichever node answers at the peer's address: only for the read-only status and
+    /// list questions, asked before the peer's name is known.
+    Any,
+}
+
 async fn exchange(
     settings: &Settings,
     peer: &Peer,
+    to: Destination<'_>,
     path: &str,
     body: &Value,
     hops: &[String],
@@ -92,6 +105,10 @@ async fn exchange(
         date: crate::session::now(),
         nonce: &nonce,
         node: &settings.name,
+        to: match to {
+            Destination::Node(name) => name,
+            Destination::Any => "",
+        },
         hops: &route,
         body: &body,
     };

@@ -6,7 +6,7 @@
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use super::client::{self, Answer, PeerError};
+use super::client::{self, Answer, Destination, PeerError};
 use super::protocol::{self, Act, CreateFor, ForUser, PeerStatus, Want};
 use super::settings::{Peer, Settings};
 use super::{Nodes, MAX_HOPS};
@@ -45,6 +45,7 @@ impl Nodes {
                 let status = client::post(
                     settings,
                     peer,
+                    Destination::Any,
                     protocol::STATUS,
                     body,
                     hops,
@@ -109,6 +110,7 @@ impl Nodes {
             let answer = client::post(
                 settings,
                 &peer,
+                Destination::Node(&status.node),
                 protocol::CREATE,
                 &body,
                 hops,
@@ -148,8 +150,16 @@ impl Nodes {
         let asks = settings.peers.iter().map(|peer| {
             let body = &body;
             async move {
-                let answer =
-                    client::post(settings, peer, protocol::LIST, body, &[], settings.timeout).await;
+                let answer = client::post(
+                    settings,
+                    peer,
+                    Destination::Any,
+                    protocol::LIST,
+                    body,
+                    &[],
+                    settings.timeout,
+                )
+                .await;
                 (peer, answer)
             }
         });
@@ -195,9 +205,17 @@ impl Nodes {
             protocol::Action::Stop => settings.create_timeout,
             _ => settings.timeout,
         };
-        let answer = client::post(settings, &peer, protocol::ACT, &json!(act), &[], timeout)
-            .await
-            .map_err(|e| NodeActError::Peer(peer.url.clone(), e))?;
+        let answer = client::post(
+            settings,
+            &peer,
+            Destination::Node(node),
+            protocol::ACT,
+            &json!(act),
+            &[],
+            timeout,
+        )
+        .await
+        .map_err(|e| NodeActError::Peer(peer.url.clone(), e))?;
         Ok((peer, answer))
     }
 
@@ -216,8 +234,16 @@ impl Nodes {
             user: user.to_owned()
         });
         for peer in &settings.peers {
-            if let Ok(a) =
-                client::post(settings, peer, protocol::LIST, &body, &[], settings.timeout).await
+            if let Ok(a) = client::post(
+                settings,
+                peer,
+                Destination::Any,
+                protocol::LIST,
+                &body,
+                &[],
+                settings.timeout,
+            )
+            .await
             {
                 if a.body["node"].as_str() == Some(node) {
                     self.learn_peer(node, peer);

@@ -1,7 +1,7 @@
 //! Node-to-node request signatures: HMAC-SHA256 (ring) with the key every node shares.
 //!
 //! The signature covers the method, the path below the peer's prefix (a reverse proxy
-//! may strip or add the prefix, and may rewrite `Host`, so neither is signed), the time, a random nonce, the sender's name, the hop list and the digest of the body,
+//! may strip or add the prefix, and may rewrite `Host`, so neither is signed), the time, a random nonce, the sender's name, the node it is meant for, the hop list and the digest of the body,
 //! so a captured request can be neither altered nor replayed: the receiver accepts it
 //! only within [`MAX_SKEW`] of its own clock and only once (nonce cache). TLS between
 //! the nodes keeps the request and its answer (which holds session tokens) private.
@@ -17,6 +17,7 @@ pub const NODE: HeaderName = HeaderName::from_static("x-darts-node");
 pub const DATE: HeaderName = HeaderName::from_static("x-darts-date");
 pub const NONCE: HeaderName = HeaderName::from_static("x-darts-nonce");
 pub const HOPS: HeaderName = HeaderName::from_static("x-darts-hops");
+pub const TO: HeaderName = HeaderName::from_static("x-darts-to");
 pub const SIGNATURE: HeaderName = HeaderName::from_static("x-darts-signature");
 
 /// Clock difference tolerated between two nodes, seconds.
@@ -84,6 +85,9 @@ pub struct Envelope<'a> {
     pub date: u64,
     pub nonce: &'a str,
     pub node: &'a str,
+    /// The node the request is meant for; empty for the read-only questions a node asks
+    /// a peer whose name it does not know yet (status, list).
+    pub to: &'a str,
     /// Nodes the request has been through, the sender last.
     pub hops: &'a [String],
     pub body: &'a [u8],
@@ -93,12 +97,13 @@ impl Envelope<'_> {
     fn message(&self) -> Vec<u8> {
         let body = digest::digest(&digest::SHA256, self.body);
         let mut m = format!(
-            "darts-node-v1\n{}\n{}\n{}\n{}\n{}\n{}\n",
+            "darts-node-v2\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
             self.method,
             self.path,
             self.date,
             self.nonce,
             self.node,
+            self.to,
             self.hops.join(",")
         )
         .into_bytes();
@@ -111,6 +116,7 @@ impl Envelope<'_> {
         let tag = hmac::sign(&key.0, &self.message());
         vec![
             (NODE, self.node.to_owned()),
+            (TO, self.to.to_owned()),
             (DATE, self.date.to_string()),
             (NONCE, self.nonce.to_owned()),
             (HOPS, self.hops.join(",")),
@@ -123,6 +129,8 @@ impl Envelope<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub node: String,
+    /// The node the sender meant the request for (empty: any).
+    pub to: String,
     pub hops: Vec<String>,
 }
 
@@ -148,6 +156,10 @@ pub fn verify(
         .map_err(|_| Rejected::Header("X-Darts-Date"))?;
     let nonce = text(&NONCE, "X-Darts-Nonce")?;
     let hops_text = text(&HOPS, "X-Darts-Hops")?;
+    let to = text(&TO, "X-Darts-To")?;
+    if !to.is_empty() && !valid_name(to) {
+        return Err(Rejected::Header("X-Darts-To"));
+    }
     let signature = unhex(text(&SIGNATURE, "X-Darts-Signature")?)
         .ok_or(Rejected::Header("X-Darts-Signature"))?;
     if !valid_name(node) || nonce.len() < 16 || nonce.len() > 64 {
@@ -160,6 +172,7 @@ pub fn verify(
         date,
         nonce,
         node,
+        to,
         hops: &hops,
         body,
     };
@@ -172,6 +185,7 @@ pub fn verify(
     nonces.first_use(nonce, now)?;
     Ok(Verified {
         node: node.to_owned(),
+        to: to.to_owned(),
         hops,
     })
 }
@@ -256,6 +270,7 @@ mod tests {
             date,
             nonce,
             node: "a",
+            to: "b",
             hops,
             body,
         };
@@ -276,6 +291,7 @@ mod tests {
             ok,
             Ok(Verified {
                 node: "a".into(),
+                to: "b".into(),
                 hops: hops.clone()
             })
         );
@@ -307,6 +323,15 @@ mod tests {
             verify(&key(), &cache, &fewer_hops, "POST", path, b"{}", 1000),
             Err(Rejected::Signature)
         );
+        // A request meant for node b cannot be passed off as meant for c, or for anyone.
+        for to in ["c", ""] {
+            let mut elsewhere = h.clone();
+            elsewhere.insert(TO, HeaderValue::from_str(to).unwrap());
+            assert_eq!(
+                verify(&key(), &cache, &elsewhere, "POST", path, b"{}", 1000),
+                Err(Rejected::Signature)
+            );
+        }
         let other_key = NodeKey::from_bytes(&[8u8; 40]).unwrap();
         assert_eq!(
             verify(&other_key, &cache, &h, "POST", path, b"{}", 1000),

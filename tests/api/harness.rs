@@ -65,6 +65,20 @@ impl Web {
         open: bool,
         mail: Mail,
     ) -> Self {
+        let listen = "127.0.0.1:0".parse().unwrap();
+        Self::build_on(listen, name, config, login, open, mail).await
+    }
+
+    /// Listening on `listen`; a dual-stack `[::]` listener is reached at 127.0.0.1, so its
+    /// peers are IPv4-mapped (`::ffff:127.0.0.1`).
+    pub(crate) async fn build_on(
+        listen: SocketAddr,
+        name: &str,
+        config: &str,
+        login: Arc<dyn LoginCheck>,
+        open: bool,
+        mail: Mail,
+    ) -> Self {
         let svc = service::Service::configure(name, config);
         let config = Arc::new(Config::load(&svc.config).unwrap());
         let fake = Arc::new(FakeMailer::default());
@@ -84,13 +98,16 @@ impl Web {
             open,
             prefix: "/darts".into(),
         });
-        let mut gw = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+        let mut gw = GatewayConfig::new(listen);
         gw.web_prefix = "/darts".into();
         gw.web_dir = Some(qemu::repo_path("web/novnc"));
         gw.viewer_events = Some(events_tx);
         gw.app = Some(Arc::new(app.clone()));
         let gateway = Gateway::bind(gw, tokens).await.unwrap();
-        let addr = gateway.local_addr();
+        let mut addr = gateway.local_addr();
+        if addr.ip().is_unspecified() {
+            addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+        }
         app.set_listen_base(format!("http://{addr}/darts"));
         let stop = CancellationToken::new();
         tokio::spawn(gateway.run(stop.clone()));

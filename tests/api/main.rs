@@ -12,6 +12,8 @@
 //!
 //! Needs qemu-system-x86_64, the demo machine and python3-aiosmtpd (`bash tests/setup.sh`).
 
+#[path = "../support/auth_servers.rs"]
+mod auth_servers;
 #[path = "../support/qemu.rs"]
 mod qemu;
 #[path = "../support/service.rs"]

@@ -70,3 +70,64 @@ fn darts_serve_without_authentication_stays_on_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--allow-open-access=true"), "{err}");
 }
+
+#[test]
+fn a_slow_request_body_gets_408_within_the_deadline_and_others_are_served() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let svc = service::Service::start("api-slow-body", "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A login whose body trickles in, one byte a second, far slower than it declares.
+        let mut slow = tokio::net::TcpStream::connect(svc.addr).await.unwrap();
+        let head = format!(
+            "POST /darts/api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 200\r\n\r\n{{\"user\": \"",
+            svc.addr
+        );
+        slow.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let (mut reader, mut writer) = slow.into_split();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if writer.write_all(b"a").await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        // Meanwhile other requests are answered at once.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let b = Browser {
+            addr: svc.addr,
+            cookie: None,
+            csrf: None,
+            headers: Vec::new(),
+        };
+        let quick = Instant::now();
+        assert_eq!(b.get("/api/config").await.status, 200);
+        assert!(quick.elapsed() < Duration::from_secs(5));
+
+        // The slow one gets 408, then the connection is closed, all within the deadline
+        // (10 s) and some slack.
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(25), reader.read_to_end(&mut answer)).await;
+        let elapsed = started.elapsed();
+        trickle.abort();
+        assert!(
+            read.is_ok(),
+            "no answer and no close after {elapsed:?}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("\"code\":\"body_timeout\""), "{text}");
+        assert!(
+            (Duration::from_secs(9)..Duration::from_secs(16)).contains(&elapsed),
+            "answered after {elapsed:?}"
+        );
+    });
+}

@@ -323,6 +323,20 @@ fn limits_layout_and_values() {
         10,
         "not IP addresses",
     );
+    // Networks, as deploy/README.md documents them, are what the gateway trusts too.
+    assert!(errors_of(
+        &dir,
+        "service_trusted_proxies = [\"127.0.0.0/8\", \"::1\", \"10.0.0.0/8\", \"fd00::/8\"]\n"
+    )
+    .1
+    .is_empty());
+    assert_one_error(
+        &dir,
+        "service_trusted_proxies = [\"10.0.0.0/33\"]\n",
+        "service_trusted_proxies",
+        10,
+        "not IP addresses or networks",
+    );
 }
 
 #[test]

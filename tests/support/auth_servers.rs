@@ -120,11 +120,13 @@ impl Drop for ServerProcess {
 pub type User<'a> = (&'a str, &'a str);
 
 /// dovecot with a passwd-file of `users`: IMAP with STARTTLS on `imap_port` (LOGIN
-/// refused before it), IMAPS on `imaps_port`.
+/// refused before it), IMAPS on `imaps_port`. Its authentication log (`auth_verbose`)
+/// tells how many password checks reached it.
 pub struct Dovecot {
     pub imap_port: u16,
     pub imaps_port: u16,
     pub process: ServerProcess,
+    log: PathBuf,
 }
 
 impl Dovecot {
@@ -154,6 +156,10 @@ ssl_key = <{key}
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
 auth_failure_delay = 0
+# User names match without case, as on most mail servers.
+auth_username_format = %Lu
+# Each password check is logged, so tests can count what reached the server.
+auth_verbose = yes
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
@@ -190,6 +196,29 @@ service imap-login {{
             imap_port,
             imaps_port,
             process,
+            log: dir.join("dovecot.log"),
+        }
+    }
+
+    /// Wrong passwords for `user` that dovecot checked, as its log counts them once it
+    /// has been still for a second (its log process writes behind the answers).
+    pub fn password_mismatches(&self, user: &str) -> usize {
+        let needle = format!("passwd-file({user},");
+        let count = || {
+            std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(&needle) && l.contains("Password mismatch"))
+                .count()
+        };
+        let mut last = count();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = count();
+            if now == last {
+                return now;
+            }
+            last = now;
         }
     }
 }

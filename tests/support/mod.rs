@@ -294,11 +294,17 @@ pub struct DartsProcess {
 impl DartsProcess {
     /// Starts `darts ARGS...` and waits until `addr` accepts connections.
     pub fn start(args: &[&str], addr: SocketAddr) -> Self {
+        Self::start_with_output(args, addr, Stdio::null(), Stdio::piped())
+    }
+
+    /// Same, with stdout and stderr where the caller says (only a piped stderr is read
+    /// into `log`).
+    pub fn start_with_output(args: &[&str], addr: SocketAddr, out: Stdio, err: Stdio) -> Self {
         let child = Command::new(darts_bin())
             .args(args)
             .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .expect("darts starts");
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::qemu::RfbOverWs;
@@ -114,8 +114,13 @@ service_max_mem_fraction_nb_per_user = 0
 
     /// Starts (or restarts) `darts serve` and waits until its port and control socket answer.
     pub fn launch(&mut self) {
+        self.launch_with_output(Stdio::null(), Stdio::piped());
+    }
+
+    /// Same, with darts' stdout and stderr where the caller says.
+    pub fn launch_with_output(&mut self, out: Stdio, err: Stdio) {
         let cfg = self.config.to_str().unwrap().to_owned();
-        let darts = DartsProcess::start(&["serve", "-c", &cfg], self.addr);
+        let darts = DartsProcess::start_with_output(&["serve", "-c", &cfg], self.addr, out, err);
         let sock = self.scratch.0.join("service/darts.sock");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {

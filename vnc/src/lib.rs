@@ -3,6 +3,8 @@
 //! before using it. "Need more bytes" is always distinct from "malformed".
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+// Code the service runs logs through `tracing`: a panicking print macro never.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod client;
 pub mod client_filter;

@@ -458,7 +458,7 @@ pub fn run_commands(plan: &Plan) -> Result<(), SetupError> {
             continue;
         };
         let command = argv.join(" ");
-        println!("+ {command}");
+        outln!("+ {command}");
         let status = std::process::Command::new(program)
             .args(args)
             .status()
@@ -483,7 +483,7 @@ fn is_system_root(root: &Path) -> bool {
 
 fn confirm(question: &str) -> bool {
     use std::io::Write as _;
-    print!("{question}");
+    out!("{question}");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).is_ok()
@@ -501,26 +501,26 @@ pub fn command(opts: &Options) -> Result<(), SetupError> {
         }
     };
     let plan = plan(&opts.root, &action)?;
-    print!("{}", plan.render());
+    out!("{}", plan.render());
     if plan.changes.is_empty() {
         return Ok(());
     }
     if !opts.apply {
-        println!("Nothing written: run again with --apply to make these changes.");
+        outln!("Nothing written: run again with --apply to make these changes.");
         return Ok(());
     }
     if !opts.yes && !confirm("Apply these changes? [y/N] ") {
-        println!("Nothing written.");
+        outln!("Nothing written.");
         return Ok(());
     }
     apply(&plan)?;
     if is_system_root(&opts.root) {
         run_commands(&plan)?;
         if plan.reboot {
-            println!("Done. Reboot the host to finish.");
+            outln!("Done. Reboot the host to finish.");
         }
     } else {
-        println!(
+        outln!(
             "Files written under {}; commands not run (--root is not /).",
             opts.root.display()
         );
