@@ -120,7 +120,8 @@ fn run(c: &Case<'_>) -> (Option<SessionEnd>, Vec<u8>, Vec<u8>, Arc<Metrics>) {
             metrics.clone(),
         )
         .with_filter(
-            c.filter.map(|(view_only, clip)| ClientFilter::new(policy(view_only, clip))),
+            c.filter
+                .map(|(view_only, clip)| Box::new(ClientFilter::new(policy(view_only, clip)))),
         );
         if c.ping {
             pump.ping();

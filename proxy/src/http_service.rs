@@ -185,7 +185,9 @@ async fn upgrade(
             crate::events::ViewerGuard::open(sinks, label.clone(), key, origin, &route, viewer_addr)
         }
         _ => None,
-    };
+    }
+    // Boxed, like the filter: a session task without one should not carry its size.
+    .map(Box::new);
     spawn_session(shared, span, async move {
         let _guard = conn_guard;
         let _viewer_slot = viewer_slot;

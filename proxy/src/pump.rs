@@ -138,7 +138,7 @@ pub struct Pump<C, B> {
     client_needs_flush: bool,
     ctrl: Control,
     /// RFB message filter on browser input (view-only, clipboard cap); `None` relays raw.
-    filter: Option<ClientFilter>,
+    filter: Option<Box<ClientFilter>>,
     end: Option<SessionEnd>,
     /// Last payload byte relayed in either direction (idle timeout).
     pub(crate) last_activity: Instant,
@@ -192,7 +192,7 @@ where
     }
 
     /// Filters browser input through `filter` (view-only, clipboard limits).
-    pub fn with_filter(mut self, filter: Option<ClientFilter>) -> Self {
+    pub fn with_filter(mut self, filter: Option<Box<ClientFilter>>) -> Self {
         self.filter = filter;
         self
     }

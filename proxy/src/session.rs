@@ -113,7 +113,7 @@ async fn prepare<C>(
     early: Bytes,
     mut backend: Backend,
     route: &Route,
-    filter: &mut Option<ClientFilter>,
+    filter: &mut Option<Box<ClientFilter>>,
     opts: &SessionOptions,
 ) -> Result<(Backend, Bytes), SessionEnd>
 where

@@ -151,12 +151,13 @@ impl Route {
     }
 
     /// The input filter a viewer of this route needs, if any: one per connection, fed
-    /// every browser byte from ClientInit to the end.
-    pub fn filter(&self) -> Option<crate::rfb::ClientFilter> {
+    /// every browser byte from ClientInit to the end. Boxed: most routes need none, and
+    /// an idle session's task should not carry the filter's size.
+    pub fn filter(&self) -> Option<Box<crate::rfb::ClientFilter>> {
         let policy = self.policy();
         policy
             .filters()
-            .then(|| crate::rfb::ClientFilter::new(policy))
+            .then(|| Box::new(crate::rfb::ClientFilter::new(policy)))
     }
 
     pub fn expires_at(mut self, at: SystemTime) -> Self {
