@@ -472,11 +472,12 @@ async fn an_iso_boots_from_the_cd_with_a_blank_disk() {
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let cdrom = args
-        .iter()
-        .position(|a| a == "-cdrom")
-        .expect("-cdrom given");
-    assert!(args[cdrom + 1].ends_with("live.iso"));
+    // Read as raw and read-only: QEMU neither probes nor writes the ISO.
+    assert!(
+        args.iter().any(|a| a.starts_with("file=")
+            && a.ends_with("live.iso,format=raw,readonly=on,index=2,media=cdrom")),
+        "{args:?}"
+    );
     assert!(args.windows(2).any(|w| w[0] == "-boot" && w[1] == "d"));
 }
 
@@ -531,4 +532,104 @@ async fn boot_script_qemu_options_reach_the_vm_and_conditions_select_them() {
         .replace('\0', " ");
     assert!(cmdline.contains("virtio-rng-pci,id=darts-rng"), "{cmdline}");
     assert!(!cmdline.contains("id=never"), "{cmdline}");
+}
+
+/// A `qemu-img` command that must succeed.
+fn qemu_img(args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crafted_image_headers_never_open_files_of_the_host() {
+    let svc = Service::configure("sessions-crafted", "");
+    let machines = svc.scratch.0.join("machines");
+    // A file of the host that no guest may read, outside dir_machines.
+    let secret = svc.scratch.0.join("secret.bin");
+    std::fs::write(&secret, vec![0x5a; 1 << 20]).unwrap();
+    // `evil.img` is raw by its name, but holds a qcow2 header naming the secret as its
+    // backing file: what a guest running on a raw master (snapshot_use_master) can write.
+    let evil = machines.join("evil.img");
+    qemu_img(&[
+        "create".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        "-F".as_ref(),
+        "raw".as_ref(),
+        "-b".as_ref(),
+        secret.as_os_str(),
+        evil.as_os_str(),
+        "1M".as_ref(),
+    ]);
+    // `outside.qcow2` is a qcow2 by name, and its backing file leaves dir_machines.
+    let outside = machines.join("outside.qcow2");
+    std::fs::copy(&evil, &outside).unwrap();
+    std::fs::write(
+        svc.scratch.0.join("etc/machines.conf"),
+        "[demo.img]\n\n[evil.img]\n\n[outside.qcow2]\n",
+    )
+    .unwrap();
+    let mut svc = svc;
+    svc.launch();
+
+    // The raw image is read as raw: its session runs, and neither qemu-img's overlay
+    // nor QEMU ever opens the secret.
+    let out = svc.cli(&["start", "evil.img"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = service::parse_started(&String::from_utf8_lossy(&out.stdout));
+    let dir = svc.scratch.0.join("snapshots").join(&started.name);
+    let chain = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--backing-chain", "--output=json"])
+        .arg(dir.join("disk.qcow2"))
+        .output()
+        .unwrap();
+    let chain: serde_json::Value = serde_json::from_slice(&chain.stdout).unwrap();
+    let chain: Vec<(String, String)> = chain
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["filename"].to_string(), i["format"].to_string()))
+        .collect();
+    assert_eq!(chain.len(), 2, "overlay over the master only: {chain:?}");
+    assert_eq!(chain[1].1, "\"raw\"", "{chain:?}");
+    let pid = service::pids_mentioning(&dir)[0];
+    let open: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .collect();
+    assert!(
+        open.iter().any(|p| p.ends_with("evil.img")),
+        "QEMU has its master open: {open:?}"
+    );
+    assert!(
+        !open.iter().any(|p| p == &secret),
+        "QEMU opened the host's file through the image's header: {open:?}"
+    );
+    svc.cli(&["stop", &started.name]);
+
+    // A qcow2 whose backing file leaves dir_machines is refused, saying why.
+    let out = svc.cli(&["start", "outside.qcow2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing the image") && err.contains("outside dir_machines"),
+        "{err}"
+    );
+    assert!(
+        svc.entries("state").is_empty(),
+        "{:?}",
+        svc.entries("state")
+    );
 }

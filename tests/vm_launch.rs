@@ -31,7 +31,7 @@ fn guest_disk() -> PathBuf {
     disk
 }
 
-/// `qemu-img info` read here, independently of `disk::image_info`.
+/// `qemu-img info` read here, independently of darts.
 fn qemu_img_info(path: &Path) -> Value {
     let out = std::process::Command::new("qemu-img")
         .args(["info", "--output=json", "-U"])
@@ -58,7 +58,7 @@ async fn overlay_over_a_raw_master_records_its_absolute_path_and_format() {
     let scratch = Scratch::new("vm-overlay-raw");
     let master = scratch.path("master.img");
     std::fs::copy(guest_disk(), &master).unwrap();
-    assert_eq!(disk::image_format(&master).await.unwrap(), "raw");
+    assert_eq!(qemu_img_info(&master)["format"], "raw");
     let overlay = scratch.path("overlay.qcow2");
     let relative = relative_from_cwd(&master);
     assert!(relative.is_relative() && relative.exists());
@@ -74,7 +74,7 @@ async fn overlay_over_a_raw_master_records_its_absolute_path_and_format() {
         info["virtual-size"].as_u64().unwrap(),
         std::fs::metadata(&master).unwrap().len()
     );
-    assert_eq!(disk::image_format(&overlay).await.unwrap(), "qcow2");
+    assert_eq!(qemu_img_info(&overlay)["format"], "qcow2");
 }
 
 #[tokio::test]
@@ -82,10 +82,12 @@ async fn overlay_over_a_qcow2_master() {
     let scratch = Scratch::new("vm-overlay-qcow2");
     let master = scratch.path("master.qcow2");
     disk::create_blank(&master, 1).await.unwrap();
-    let format = disk::image_format(&master).await.unwrap();
-    assert_eq!(format, "qcow2");
+    let format = "qcow2";
+    disk::check_master(&master, format, scratch.path(".").as_path())
+        .await
+        .unwrap();
     let overlay = scratch.path("overlay.qcow2");
-    disk::create_overlay(&master, &format, &overlay)
+    disk::create_overlay(&master, format, &overlay)
         .await
         .unwrap();
     let info = qemu_img_info(&overlay);
@@ -129,7 +131,9 @@ async fn a_missing_master_is_named() {
         other => panic!("expected a missing master, got {other}"),
     }
     assert!(!overlay.exists(), "a failed overlay must not stay behind");
-    let e = disk::image_format(&master).await.unwrap_err();
+    let e = disk::check_master(&master, "qcow2", Path::new("/"))
+        .await
+        .unwrap_err();
     match &e {
         VmError::QemuImg { op, stderr, .. } => {
             assert_eq!(*op, "info");
@@ -386,9 +390,9 @@ async fn a_launched_vm_daemonizes_and_answers_on_qmp_and_vnc() {
     let dir = scratch.path("s,1");
     std::fs::create_dir(&dir).unwrap();
     let master = guest_disk();
-    let format = disk::image_format(&master).await.unwrap();
+    let format = "raw";
     let overlay = dir.join("disk.qcow2");
-    disk::create_overlay(&master, &format, &overlay)
+    disk::create_overlay(&master, format, &overlay)
         .await
         .unwrap();
     let share = dir.join("share,d");

@@ -103,7 +103,7 @@ impl Manager {
             let name = secret::session_name().map_err(|_| rng_error())?;
             let dir = config.dir_snapshots.join(&name);
             let vnc = self.vnc_endpoint(&config, &dir, &[])?;
-            let iso = vm::disk::is_iso(&machine.path);
+            let iso = machine.format.is_cdrom();
             let now = super::now();
             let record = SessionRecord {
                 darts_session: FORMAT,
@@ -112,6 +112,7 @@ impl Manager {
                 user: caller.user.clone(),
                 machine: machine.name.clone(),
                 machine_path: machine.path.clone(),
+                machine_format: machine.format.qemu_format().to_owned(),
                 cpu,
                 memory_mb,
                 disk_gb: iso.then_some(config.snapshot_alloc_disk),
@@ -192,9 +193,13 @@ impl Manager {
         laps.lap("state");
 
         // Disk.
-        let master_format = tryr!(vm::disk::image_format(&record.machine_path)
-            .await
-            .map_err(disk_error));
+        // The catalogue says how the image is read; its contents never do.
+        let master_format = record.machine_format.clone();
+        tryr!(
+            vm::disk::check_master(&record.machine_path, &master_format, &config.dir_machines)
+                .await
+                .map_err(disk_error)
+        );
         let (disk_format, cdrom) = if let Some(gb) = record.disk_gb {
             tryr!(vm::disk::create_blank(&record.disk, gb)
                 .await

@@ -644,6 +644,7 @@ mod tests {
             user: owner.into(),
             machine: "m.qcow2".into(),
             machine_path: "/m/m.qcow2".into(),
+            machine_format: "qcow2".into(),
             cpu: 1,
             view_clipboard: false,
             memory_mb: 512,

@@ -41,6 +41,9 @@ pub struct SessionRecord {
     pub user: String,
     pub machine: String,
     pub machine_path: PathBuf,
+    /// QEMU's name of the machine image's format, from the catalogue (never probed).
+    #[serde(default)]
+    pub machine_format: String,
     pub cpu: u32,
     pub memory_mb: u64,
     /// Size of the blank disk of an ISO session, GB.

@@ -168,6 +168,7 @@ mod tests {
             user: "alice".into(),
             machine: "demo.qcow2".into(),
             machine_path: "/m/demo.qcow2".into(),
+            machine_format: "qcow2".into(),
             view_clipboard: false,
             cpu: 1,
             memory_mb: 256,

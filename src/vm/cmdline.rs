@@ -4,7 +4,7 @@
 //!
 //! Paths and names that go into a comma-separated option (`-drive file=…`, `-vnc unix:…`)
 //! have their commas doubled, QEMU's escape; options that take a bare file name
-//! (`-cdrom`, `-pidfile`) get it as is.
+//! (`-pidfile`) get it as is. Every image is given with its format, so QEMU probes none.
 
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
@@ -150,9 +150,15 @@ pub fn build(spec: &LaunchSpec) -> Result<Vec<OsString>, CmdlineError> {
         ]);
     }
     match &spec.cdrom {
+        // Like `-cdrom` (index 2), with the format stated and read-only: QEMU never
+        // probes what an ISO holds, and the guest cannot write to it.
         Some(iso) => {
-            a.add(["-boot", "d", "-cdrom"]);
-            a.push(iso);
+            a.add(["-boot", "d", "-drive"]);
+            a.push(concat(&[
+                OsStr::new("file="),
+                &escape_opt(iso.as_os_str()),
+                OsStr::new(",format=raw,readonly=on,index=2,media=cdrom"),
+            ]));
         }
         None => a.add(["-boot", "c"]),
     }
@@ -335,7 +341,15 @@ mod tests {
         s.cdrom = Some("/m/debian.iso".into());
         let a = strings(&s);
         let boot = a.iter().position(|x| x == "-boot").unwrap();
-        assert_eq!(a[boot..boot + 4], ["-boot", "d", "-cdrom", "/m/debian.iso"]);
+        assert_eq!(
+            a[boot..boot + 4],
+            [
+                "-boot",
+                "d",
+                "-drive",
+                "file=/m/debian.iso,format=raw,readonly=on,index=2,media=cdrom"
+            ]
+        );
         assert!(!joined(&s).contains("-boot c"));
     }
 
@@ -530,7 +544,9 @@ mod tests {
             value_of(&a, "-drive").unwrap(),
             "file=/s/a,,b/disk.qcow2,format=qcow2,index=0,media=disk"
         );
-        assert_eq!(value_of(&a, "-cdrom").unwrap(), "/m/x,y.iso");
+        assert!(
+            a.contains(&"file=/m/x,,y.iso,format=raw,readonly=on,index=2,media=cdrom".to_owned())
+        );
         assert_eq!(
             value_of(&a, "-qmp").unwrap(),
             "unix:/s/a,,b/qmp.sock,server=on,wait=off"

@@ -15,22 +15,21 @@ const QEMU_IMG: &str = "qemu-img";
 /// `qemu-img` only writes metadata here, but the disk may be slow or remote.
 const QEMU_IMG_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What `qemu-img info` says about an image.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ImageInfo {
-    pub format: String,
-    #[serde(rename = "virtual-size")]
-    pub virtual_size: u64,
-    #[serde(rename = "backing-filename", default)]
-    pub backing_filename: Option<String>,
-    #[serde(rename = "backing-filename-format", default)]
-    pub backing_format: Option<String>,
-}
-
-/// `qemu-img info` of `path`. `-U` lets it read an image a running VM holds.
-pub async fn image_info(path: &Path) -> Result<ImageInfo, VmError> {
-    let mut args: Vec<OsString> = vec!["info".into(), "--output=json".into(), "-U".into()];
-    args.push(path.into());
+/// Checks a master image before a session uses it, read as `format` (the catalogue's,
+/// from the machine's name: the file's contents never choose how it is opened, so a raw
+/// image a guest wrote a qcow2 header into stays raw). A backing file must be declared
+/// with its format and resolve inside `dir_machines`; otherwise a crafted header could
+/// make every later guest read a file of the host (darts' secrets, session records).
+pub async fn check_master(path: &Path, format: &str, dir_machines: &Path) -> Result<(), VmError> {
+    let args: Vec<OsString> = vec![
+        "info".into(),
+        "--output=json".into(),
+        "--backing-chain".into(),
+        "-U".into(),
+        "-f".into(),
+        format.into(),
+        path.into(),
+    ];
     let out = run_captured(Path::new(QEMU_IMG), &args, QEMU_IMG_TIMEOUT).await?;
     if !out.status.success() {
         return Err(VmError::QemuImg {
@@ -39,16 +38,68 @@ pub async fn image_info(path: &Path) -> Result<ImageInfo, VmError> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| VmError::QemuImg {
-        op: "info",
-        path: path.to_owned(),
-        stderr: format!("unexpected output: {e}"),
-    })
+    let chain: Vec<ChainLink> =
+        serde_json::from_slice(&out.stdout).map_err(|e| VmError::QemuImg {
+            op: "info",
+            path: path.to_owned(),
+            stderr: format!("unexpected output: {e}"),
+        })?;
+    check_chain(path, &chain, dir_machines)
 }
 
-/// The format of an image (`qcow2`, `raw`, `vmdk`, …), as `qemu-img` detects it.
-pub async fn image_format(path: &Path) -> Result<String, VmError> {
-    image_info(path).await.map(|i| i.format)
+/// One image of a backing chain, as `qemu-img info --backing-chain` lists it.
+#[derive(Debug, Clone, Deserialize)]
+struct ChainLink {
+    filename: String,
+    #[serde(rename = "full-backing-filename", default)]
+    full_backing_filename: Option<String>,
+    #[serde(rename = "backing-filename", default)]
+    backing_filename: Option<String>,
+    #[serde(rename = "backing-filename-format", default)]
+    backing_format: Option<String>,
+}
+
+fn check_chain(master: &Path, chain: &[ChainLink], dir_machines: &Path) -> Result<(), VmError> {
+    let refuse = |reason: String| VmError::UnsafeImage {
+        path: master.to_owned(),
+        reason,
+    };
+    let Some(first) = chain.first() else {
+        return Err(refuse("qemu-img listed no image".into()));
+    };
+    if first.backing_filename.is_none() {
+        return Ok(());
+    }
+    let root = dir_machines.canonicalize().map_err(|source| VmError::Io {
+        path: dir_machines.to_owned(),
+        source,
+    })?;
+    for link in chain {
+        let Some(backing) = &link.backing_filename else {
+            break;
+        };
+        if link.backing_format.is_none() {
+            return Err(refuse(format!(
+                "{} has a backing file {backing:?} without a declared format",
+                link.filename
+            )));
+        }
+        let full = link.full_backing_filename.as_deref().unwrap_or(backing);
+        let resolved = Path::new(full)
+            .canonicalize()
+            .map_err(|source| VmError::Io {
+                path: full.into(),
+                source,
+            })?;
+        if !resolved.starts_with(&root) {
+            return Err(refuse(format!(
+                "its backing file {} is outside dir_machines ({})",
+                resolved.display(),
+                root.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates `overlay`, a qcow2 whose backing file is `master` in `master_format`.
@@ -90,12 +141,6 @@ pub async fn create_blank(path: &Path, size_gb: u32) -> Result<(), VmError> {
         format!("{size_gb}G").into(),
     ];
     create(path, args).await
-}
-
-/// Whether `path` names an ISO image (boots as a CD-ROM), by its extension in any case.
-pub fn is_iso(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("iso"))
 }
 
 /// Runs `qemu-img create`; on failure removes what it left at `output`.
@@ -153,13 +198,56 @@ fn remove_partial(path: &Path) {
 mod tests {
     use super::*;
 
+    fn link(file: &str, backing: Option<&str>, format: Option<&str>) -> ChainLink {
+        ChainLink {
+            filename: file.into(),
+            full_backing_filename: backing.map(Into::into),
+            backing_filename: backing.map(Into::into),
+            backing_format: format.map(Into::into),
+        }
+    }
+
     #[test]
-    fn iso_by_extension() {
-        assert!(is_iso(Path::new("/m/debian.iso")));
-        assert!(is_iso(Path::new("/m/DEBIAN.IsO")));
-        assert!(!is_iso(Path::new("/m/debian.qcow2")));
-        assert!(!is_iso(Path::new("/m/iso")));
-        assert!(!is_iso(Path::new("/m/debian.iso.qcow2")));
+    fn backing_chains_stay_in_dir_machines_with_declared_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let machines = dir.path().join("machines");
+        std::fs::create_dir(&machines).unwrap();
+        let base = machines.join("base.qcow2");
+        let secret = dir.path().join("secret");
+        std::fs::write(&base, b"").unwrap();
+        std::fs::write(&secret, b"").unwrap();
+        let master = machines.join("m.qcow2");
+        let (b, s) = (base.to_str().unwrap(), secret.to_str().unwrap());
+        let top = master.to_str().unwrap();
+        // No backing file, or one inside dir_machines with its format: accepted.
+        assert!(check_chain(&master, &[link(top, None, None)], &machines).is_ok());
+        let inside = [link(top, Some(b), Some("qcow2")), link(b, None, None)];
+        assert!(check_chain(&master, &inside, &machines).is_ok());
+        // Outside (also through `..`), or without a declared format: refused.
+        let escaped = machines.join("../secret");
+        for (chain, why) in [
+            (
+                vec![link(top, Some(s), Some("raw"))],
+                "outside dir_machines",
+            ),
+            (
+                vec![link(top, Some(escaped.to_str().unwrap()), Some("raw"))],
+                "outside dir_machines",
+            ),
+            (
+                vec![
+                    link(top, Some(b), Some("qcow2")),
+                    link(b, Some(s), Some("raw")),
+                ],
+                "outside dir_machines",
+            ),
+            (vec![link(top, Some(b), None)], "without a declared format"),
+        ] {
+            let e = check_chain(&master, &chain, &machines)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why) && e.contains("refusing the image"), "{e}");
+        }
     }
 
     #[test]
@@ -181,15 +269,14 @@ mod tests {
     }
 
     #[test]
-    fn info_json_fields() {
-        let json = r#"{"virtual-size": 33554432, "filename": "ov.qcow2", "format": "qcow2",
-            "backing-filename": "/m/disk.img", "backing-filename-format": "raw"}"#;
-        let i: ImageInfo = serde_json::from_str(json).unwrap();
-        assert_eq!(i.format, "qcow2");
-        assert_eq!(i.virtual_size, 33554432);
-        assert_eq!(i.backing_filename.as_deref(), Some("/m/disk.img"));
-        assert_eq!(i.backing_format.as_deref(), Some("raw"));
-        let i: ImageInfo = serde_json::from_str(r#"{"virtual-size": 1, "format": "raw"}"#).unwrap();
-        assert_eq!(i.backing_filename, None);
+    fn chain_json_fields() {
+        let json = r#"[{"virtual-size": 33554432, "filename": "/s/ov.qcow2", "format": "qcow2",
+            "backing-filename": "disk.img", "full-backing-filename": "/m/disk.img",
+            "backing-filename-format": "raw"}, {"filename": "/m/disk.img", "format": "raw"}]"#;
+        let c: Vec<ChainLink> = serde_json::from_str(json).unwrap();
+        assert_eq!(c[0].filename, "/s/ov.qcow2");
+        assert_eq!(c[0].full_backing_filename.as_deref(), Some("/m/disk.img"));
+        assert_eq!(c[0].backing_format.as_deref(), Some("raw"));
+        assert_eq!(c[1].backing_filename, None);
     }
 }

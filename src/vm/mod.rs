@@ -62,6 +62,8 @@ pub enum VmError {
         path: PathBuf,
         stderr: String,
     },
+    #[error("refusing the image {path}: {reason}")]
+    UnsafeImage { path: PathBuf, reason: String },
     #[error("no space left for {path}: {stderr}")]
     NoSpace { path: PathBuf, stderr: String },
     #[error("{path} already exists")]
