@@ -170,14 +170,14 @@ async fn execute(req: Request, manager: &Arc<Manager>, links: &LinkBase) -> Valu
         Request::Stop { name } => manager
             .stop(&Caller::admin(""), &name)
             .await
-            .map(|()| json!({ "ok": true })),
+            .map(|outcome| json!({ "ok": true, "state": outcome.as_str() })),
         Request::Extend { name } => manager
             .extend(&Caller::admin(""), &name)
             .map(|s| json!({ "ok": true, "session": s })),
         Request::Purge => manager
             .purge(&Caller::admin(""))
             .await
-            .map(|n| json!({ "ok": true, "stopped": n })),
+            .map(|done| json!({ "ok": true, "stopped": done.stopped, "stopping": done.stopping })),
     };
     result.unwrap_or_else(|e| error_json(e.code(), &e.to_string()))
 }

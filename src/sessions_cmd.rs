@@ -153,21 +153,36 @@ pub async fn stop(args: StopArgs) -> anyhow::Result<()> {
     let path = control::socket_path(&config);
     if args.all {
         let a = control::call(&path, &Request::Purge).await?;
-        outln!("stopped {} session(s)", a["stopped"]);
+        say_purged(&a);
         return Ok(());
     }
     let Some(name) = args.session else {
         bail!("give a session name or --all");
     };
-    control::call(&path, &Request::Stop { name: name.clone() }).await?;
-    outln!("stopped {name}");
+    let a = control::call(&path, &Request::Stop { name: name.clone() }).await?;
+    if a["state"] == "stopped" {
+        outln!("stopped {name}");
+    } else {
+        outln!("stopping {name}: not gone yet; follow it with `darts status`");
+    }
     Ok(())
+}
+
+/// "stopped" counts only sessions that are gone.
+fn say_purged(a: &Value) {
+    outln!("stopped {} session(s)", a["stopped"]);
+    if a["stopping"].as_u64().unwrap_or(0) > 0 {
+        outln!(
+            "stopping {} session(s): not gone yet; follow them with `darts status`",
+            a["stopping"]
+        );
+    }
 }
 
 pub async fn purge(args: ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     let a = control::call(&control::socket_path(&config), &Request::Purge).await?;
-    outln!("stopped {} session(s)", a["stopped"]);
+    say_purged(&a);
     Ok(())
 }
 

@@ -416,3 +416,109 @@ async fn a_service_whose_log_pipe_is_closed_creates_stops_and_exits_on_sigterm()
     let (ok, _) = darts.wait_exit(Duration::from_secs(30));
     assert!(ok, "darts did not exit cleanly on SIGTERM");
 }
+
+/// Starts `darts start demo.img` in the background and returns it with the new
+/// session's name, once that session has its record (it is being created). The caller
+/// waits for the child.
+#[allow(clippy::zombie_processes)]
+fn creation_under_way(svc: &Service) -> (std::process::Child, String) {
+    let creation = Command::new(darts_bin())
+        .args(["start", "demo.img", "-c"])
+        .arg(&svc.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(n) = newcomer(svc, "") {
+            if reached(svc, &n, Phase::Record) {
+                return (creation, n);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no creation; log:\n{}",
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until `name` is gone from the list and no QEMU of it runs, at most `wait`.
+fn gone_within(svc: &Service, name: &str, wait: Duration) -> bool {
+    let dir = svc.scratch.0.join("snapshots").join(name);
+    let deadline = Instant::now() + wait;
+    loop {
+        let listed = svc.sessions().iter().any(|s| s["name"] == name);
+        if !listed && service::pids_mentioning(&dir).is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A stop (or purge) sent while the session is being created ends it, and its answer
+/// says "stopped" only if the session is gone by then.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_and_purge_sent_during_a_creation_end_the_session() {
+    let svc = Service::start("resilience-stop-creating", "");
+    for command in [&["stop", ""][..], &["purge"][..]] {
+        let (creation, name) = creation_under_way(&svc);
+        let args: Vec<&str> = command
+            .iter()
+            .map(|a| if a.is_empty() { name.as_str() } else { a })
+            .collect();
+        let out = svc.cli(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let said = text(&out.stdout);
+        let dir = svc.scratch.0.join("snapshots").join(&name);
+        if said.starts_with("stopped") && !said.contains("stopping") {
+            // "stopped" means gone, now.
+            assert!(
+                !svc.sessions().iter().any(|s| s["name"] == name.as_str()),
+                "{args:?} said {said:?} but {name} is listed"
+            );
+            assert!(
+                service::pids_mentioning(&dir).is_empty(),
+                "{args:?} said {said:?} but the VM of {name} runs"
+            );
+        }
+        let _ = creation.wait_with_output().unwrap();
+        assert!(
+            gone_within(&svc, &name, Duration::from_secs(20)),
+            "{args:?} ({said:?}) during the creation: {name} still runs; log:\n{}",
+            svc.log()
+        );
+    }
+}
+
+/// A QEMU that answers nothing (SIGSTOPped) is stopped within about twice
+/// `session_stop_grace`, not after QMP's own timeouts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_qemu_is_killed_within_twice_the_grace() {
+    // The harness sets session_stop_grace = 3.
+    let svc = Service::start("resilience-stop-hung", "");
+    let s = svc.start_session(&[]);
+    let dir = svc.scratch.0.join("snapshots").join(&s.name);
+    let pid = service::pids_mentioning(&dir)[0];
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let asked = Instant::now();
+    let out = svc.cli(&["stop", &s.name]);
+    let took = asked.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("stopped {}", s.name));
+    assert!(service::pids_mentioning(&dir).is_empty(), "QEMU still runs");
+    // 2 x 3 s, plus the clean-up's margin: generous for CI, far below QMP's 30 s.
+    assert!(
+        took < Duration::from_secs(12),
+        "the stop of a hung QEMU took {took:?}"
+    );
+}

@@ -19,7 +19,7 @@ use crate::control::LinkBase;
 use crate::nodes::protocol::Action;
 use crate::session::manager::time_left;
 use crate::session::record::is_session_name;
-use crate::session::{Caller, CreateRequest, SessionError, SessionInfo};
+use crate::session::{Caller, CreateRequest, SessionError, SessionInfo, StopOutcome};
 
 /// A session as the API shows it: the manager's view and what the pages compute from it.
 #[derive(Debug, Serialize)]
@@ -318,8 +318,17 @@ pub(super) async fn act_here(
             json!({ "session": SessionView::new(info, &call.config) })
         }
         Action::Stop => {
-            app.manager.stop(caller, name).await?;
-            tracing::info!(user = %caller.user, session = %name, "session stopped from the web");
+            let outcome = app.manager.stop(caller, name).await?;
+            tracing::info!(user = %caller.user, session = %name, outcome = outcome.as_str(), "session stop from the web");
+            if outcome == StopOutcome::Stopping {
+                // Not gone yet: 202, and where to follow it until it leaves the list.
+                let mut body = json!({
+                    "stopping": name,
+                    "follow": format!("api/sessions/{name}"),
+                });
+                identify(app, call, &mut body);
+                return Ok(wire::json(StatusCode::ACCEPTED, &body));
+            }
             json!({ "stopped": name })
         }
         Action::Connect => {
@@ -348,9 +357,12 @@ pub(super) async fn purge(app: &Inner, call: &Call) -> Result<Response<Body>, Ap
     if !caller.admin {
         return Err(ApiError::AdminOnly);
     }
-    let stopped = app.manager.purge(&caller).await?;
-    tracing::info!(user = %caller.user, stopped, "every session purged from the web");
-    Ok(wire::json(StatusCode::OK, &json!({ "stopped": stopped })))
+    let done = app.manager.purge(&caller).await?;
+    tracing::info!(user = %caller.user, stopped = done.stopped, stopping = done.stopping, "every session purged from the web");
+    Ok(wire::json(
+        StatusCode::OK,
+        &json!({ "stopped": done.stopped, "stopping": done.stopping }),
+    ))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use darts_proxy::token::TokenKey;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::manager::{info, lock, Caller, CreateRequest, Created, Live, Manager, SessionError};
+use super::manager::{
+    info, lock, Caller, Control, CreateRequest, Created, Live, Manager, SessionError,
+};
 use super::record::{Phase, SessionRecord, TokenRecord, FORMAT};
 use super::{monitor, secret, vnc_port};
 use crate::catalogue::Catalogue;
@@ -148,7 +150,15 @@ impl Manager {
             Ok((record, qmp, token, view_token)) => {
                 *lock(&live.record) = record.clone();
                 let (tx, rx) = mpsc::channel(4);
-                *lock(&live.control) = Some(tx);
+                {
+                    // A stop asked during the creation goes first to the monitor.
+                    let mut control = lock(&live.control);
+                    if let Some(reason) = lock(&live.stop_wanted).take() {
+                        tracing::info!(session = %record.name, "stop asked during the creation");
+                        let _ = tx.try_send(Control::Stop { reason });
+                    }
+                    *control = Some(tx);
+                }
                 let mgr = self.clone();
                 let l = live.clone();
                 self.tasks

@@ -161,6 +161,35 @@ pub(super) enum Control {
     Stop { reason: &'static str },
 }
 
+/// What a stop had achieved when it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The session is gone: QEMU, files, links and record.
+    Stopped,
+    /// It is still ending (being created, or its QEMU not yet gone); follow it in the
+    /// session list.
+    Stopping,
+}
+
+impl StopOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Stopping => "stopping",
+        }
+    }
+}
+
+/// What a purge had achieved when it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeOutcome {
+    pub stopped: usize,
+    pub stopping: usize,
+}
+
+/// What the clean-up after QEMU is gone may take (`monitor::finish`), beyond the stop.
+pub(super) const FINISH_WAIT: Duration = Duration::from_secs(5);
+
 /// A session the manager holds.
 #[derive(Debug)]
 pub(super) struct Live {
@@ -168,6 +197,9 @@ pub(super) struct Live {
     pub viewers: AtomicUsize,
     /// Set once the monitor task runs (after creation).
     pub control: Mutex<Option<mpsc::Sender<Control>>>,
+    /// A stop asked while the session was being created, for the monitor to act on as
+    /// soon as it runs. Read and written with `control` locked, so none is lost.
+    pub stop_wanted: Mutex<Option<&'static str>>,
     /// Cancelled when the session is gone (files, tokens, record removed).
     pub ended: CancellationToken,
 }
@@ -178,6 +210,7 @@ impl Live {
             record: Mutex::new(record),
             viewers: AtomicUsize::new(0),
             control: Mutex::new(None),
+            stop_wanted: Mutex::new(None),
             ended: CancellationToken::new(),
         })
     }
@@ -359,28 +392,41 @@ impl Manager {
     }
 
     /// Ends a session: the guest is asked to power off, then QEMU to quit, then killed,
-    /// each with a bounded wait. Returns once files and tokens are gone.
-    pub async fn stop(&self, caller: &Caller, name: &str) -> Result<(), SessionError> {
+    /// the whole bounded by about twice `session_stop_grace` (`monitor::stop_vm`). A
+    /// session still being created is stopped as soon as its creation ends. Answers
+    /// `Stopped` only once files, tokens and QEMU are gone, else `Stopping`.
+    pub async fn stop(&self, caller: &Caller, name: &str) -> Result<StopOutcome, SessionError> {
         let live = self.authorized(caller, name)?;
         self.request_stop(&live, "stopped");
         let grace = Duration::from_secs(self.config().session_stop_grace);
-        // The monitor's own waits are bounded by `grace`, three times; allow for them.
-        let _ =
-            tokio::time::timeout(grace * 4 + Duration::from_secs(10), live.ended.cancelled()).await;
-        Ok(())
+        let wait = grace * 2 + FINISH_WAIT;
+        Ok(
+            match tokio::time::timeout(wait, live.ended.cancelled()).await {
+                Ok(()) => StopOutcome::Stopped,
+                Err(_) => StopOutcome::Stopping,
+            },
+        )
     }
 
     /// Ends every session (`service_purge`). Administrators only.
-    pub async fn purge(&self, caller: &Caller) -> Result<usize, SessionError> {
+    pub async fn purge(&self, caller: &Caller) -> Result<PurgeOutcome, SessionError> {
         if !caller.admin {
             return Err(SessionError::Forbidden);
         }
         let names: Vec<String> = lock(&self.sessions).keys().cloned().collect();
         let stops = names.iter().map(|n| self.stop(caller, n));
         let done = futures_util::future::join_all(stops).await;
-        let stopped = done.iter().filter(|r| r.is_ok()).count();
-        crate::audit::admin(caller, "purge", stopped);
-        Ok(stopped)
+        let count = |want| {
+            done.iter()
+                .filter(|r| matches!(r, Ok(o) if *o == want))
+                .count()
+        };
+        let outcome = PurgeOutcome {
+            stopped: count(StopOutcome::Stopped),
+            stopping: count(StopOutcome::Stopping),
+        };
+        crate::audit::admin(caller, "purge", outcome.stopped + outcome.stopping);
+        Ok(outcome)
     }
 
     /// Waits until the named session is gone (tests and one-shot waiting).
@@ -442,12 +488,16 @@ impl Manager {
     }
 
     pub(super) fn request_stop(&self, live: &Live, reason: &'static str) {
-        let control = lock(&live.control).clone();
-        match control {
+        let control = lock(&live.control);
+        match control.as_ref() {
             Some(tx) => {
                 let _ = tx.try_send(Control::Stop { reason });
             }
-            None => tracing::debug!("stop requested while the session is still being created"),
+            None => {
+                // The creation sees it when it hands the session to its monitor.
+                tracing::debug!("stop requested while the session is being created");
+                lock(&live.stop_wanted).get_or_insert(reason);
+            }
         }
     }
 

@@ -19,7 +19,9 @@ pub mod secret;
 pub mod store;
 pub mod vnc_port;
 
-pub use manager::{Caller, CreateRequest, Created, Manager, SessionError, SessionInfo};
+pub use manager::{
+    Caller, CreateRequest, Created, Manager, PurgeOutcome, SessionError, SessionInfo, StopOutcome,
+};
 pub use record::{Phase, SessionRecord};
 
 /// Seconds since the Unix epoch.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::manager::{lock, Control, Live, Manager};
+use super::manager::{lock, Control, Live, Manager, FINISH_WAIT};
 use crate::qmp::{Qmp, QmpError};
 
 /// Longest wait for one QMP read while nothing happens; the loop simply waits again.
@@ -51,18 +51,31 @@ pub(super) async fn run(
     finish(&mgr, &live, reason).await;
 }
 
-/// Power-off, then quit, then kill, each with a bounded wait.
+/// Power-off within `session_stop_grace`, then quit within half of it, then kill. Each
+/// phase's deadline covers its QMP command too: a QEMU that does not answer (stopped,
+/// wedged) must not hold the stop for QMP's own command timeout.
 async fn stop_vm(mgr: &Manager, live: &Live, qmp: &mut Qmp) -> &'static str {
     let grace = Duration::from_secs(mgr.config().session_stop_grace);
     let (name, pid) = {
         let r = lock(&live.record);
         (r.name.clone(), r.pid)
     };
-    if qmp.system_powerdown().await.is_ok() && wait_closed(qmp, grace).await {
+    let powered_off = async {
+        let asked = tokio::time::Instant::now();
+        qmp.system_powerdown().await.is_ok()
+            && wait_closed(qmp, grace.saturating_sub(asked.elapsed())).await
+    };
+    if tokio::time::timeout(grace, powered_off).await == Ok(true) {
         return "stopped";
     }
     tracing::info!(session = %name, "guest did not power off; asking QEMU to quit");
-    if qmp.quit().await.is_ok() && wait_closed(qmp, grace).await {
+    let quit_wait = (grace / 2).max(Duration::from_secs(1));
+    let quit = async {
+        let asked = tokio::time::Instant::now();
+        qmp.quit().await.is_ok()
+            && wait_closed(qmp, quit_wait.saturating_sub(asked.elapsed())).await
+    };
+    if tokio::time::timeout(quit_wait, quit).await == Ok(true) {
         return "stopped";
     }
     if let Some(pid) = pid {
@@ -92,9 +105,9 @@ async fn wait_closed(qmp: &mut Qmp, wait: Duration) -> bool {
 pub(super) async fn finish(mgr: &Manager, live: &Live, reason: &str) {
     let record = live.record();
     if let Some(pid) = record.pid {
-        if !super::process::wait_gone(pid, &record.name, Duration::from_secs(5)).await {
+        if !super::process::wait_gone(pid, &record.name, FINISH_WAIT / 2).await {
             super::process::kill(pid, &record.name);
-            super::process::wait_gone(pid, &record.name, Duration::from_secs(5)).await;
+            super::process::wait_gone(pid, &record.name, FINISH_WAIT / 2).await;
         }
     }
     mgr.undo(&record).await;

@@ -140,19 +140,26 @@
 
   function stop(s) {
     if (!window.confirm(`Stop ${s.name}? Everything in it is lost.`)) return Promise.resolve();
+    let status = null;
     return act(async () => {
-      await Darts.api('DELETE', path(s, ''));
+      status = (await Darts.api('DELETE', path(s, ''))).status;
       Darts.links.forget(s.name);
-    }, `${s.name} was stopped.`, `Stopping ${s.name}…`);
+    }, null, `Stopping ${s.name}…`).then(() => {
+      // 202: not gone yet; the list shows it until it is.
+      if (status === 200) Darts.say(`${s.name} was stopped.`, 'ok');
+      else if (status !== null) Darts.say(`${s.name} is still stopping.`, 'info');
+    });
   }
 
   $('purge').addEventListener('click', () => {
     if (!window.confirm('Stop EVERY session of every user?')) return;
-    let stopped = null;
+    let done = null;
     act(async () => {
-      stopped = (await Darts.api('POST', 'api/purge')).data.stopped;
+      done = (await Darts.api('POST', 'api/purge')).data;
     }, null, 'Stopping every session…').then(() => {
-      if (stopped !== null) Darts.say(`${stopped} session(s) stopped.`, 'ok');
+      if (done === null) return;
+      const more = done.stopping > 0 ? ` ${done.stopping} still stopping.` : '';
+      Darts.say(`${done.stopped} session(s) stopped.${more}`, 'ok');
     });
   });
   $('refresh').addEventListener('click', refresh);
