@@ -251,3 +251,55 @@ fn a_user_logs_in_creates_connects_types_and_stops_in_chromium() {
         .to_owned();
     assert!(!log.contains(&code), "the code reached the log");
 }
+
+/// The connect page takes links from its `#links=` fragment (the hand-off between nodes)
+/// only in this server's own shapes: a crafted fragment shows no link, runs nothing and
+/// injects no QR code, while the genuine link from Create still comes through.
+#[test]
+fn the_connect_page_shows_only_its_own_links_from_the_fragment() {
+    let (node, chromium) = browser_tools();
+    let svc = service::Service::start("e2e-links", "");
+    let base = format!("http://{}/darts/", svc.addr);
+    let out = Command::new(&node)
+        .arg(repo_path("tests/e2e/node/darts-links.js"))
+        .args(["--base", &base, "--user", "grace", "--machine", "demo.img"])
+        .arg("--out")
+        .arg(artifacts_dir())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no JSON from darts-links.js:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let j: Value = serde_json::from_str(line).unwrap();
+    assert!(out.status.success(), "{j}\nlog:\n{}", svc.log());
+    let genuine = j["genuine"].as_str().unwrap();
+    assert!(
+        genuine.starts_with(&format!("{base}vnc.html?")) && genuine.contains("path=?token="),
+        "{j}"
+    );
+    let crafted = j["crafted"].as_array().unwrap();
+    assert_eq!(crafted.len(), 8, "{j}");
+    for c in crafted {
+        assert_eq!(c["connect_hidden"], true, "a crafted link was shown: {c}");
+        assert_eq!(c["full_link"], "", "a crafted link was shown: {c}");
+        assert_eq!(c["view_link"], "", "a crafted link was shown: {c}");
+        assert_eq!(c["qr_svg"], 0, "a crafted QR code was shown: {c}");
+        assert_eq!(c["injected"], false, "crafted script ran: {c}");
+    }
+    let shown = &j["genuine_shown"];
+    assert_eq!(shown["connect_hidden"], false, "{j}");
+    assert_eq!(shown["connect_href"], genuine, "{j}");
+    assert_eq!(
+        shown["view_link"], "",
+        "the crafted view link was kept: {j}"
+    );
+    assert!(j.get("dialogs").is_none(), "{j}");
+}

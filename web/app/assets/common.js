@@ -171,18 +171,43 @@ const Darts = (() => {
       const carried = { url: data.url, view_url: data.view_url };
       window.location.assign(data.handoff_url + '#links=' + encodeURIComponent(JSON.stringify(carried)));
     },
-    /** Takes links handed over in the fragment by `handOff`. */
+    /** Takes links handed over in the fragment by `handOff`: only this server's own
+     * link shapes (anyone can send a user a connect page with a fragment of their own). */
     adoptFragment(name) {
       if (!window.location.hash.startsWith('#links=')) return;
       try {
         const value = JSON.parse(decodeURIComponent(window.location.hash.slice(7)));
-        if (value && typeof value.url === 'string') this.save(name, value);
+        const url = value && ownLink(value.url);
+        if (url) {
+          const viewUrl = ownLink(value.view_url);
+          this.save(name, viewUrl ? { url, view_url: viewUrl } : { url });
+        }
       } catch (e) {
         // A damaged fragment: "Get a link" still works.
       }
       window.history.replaceState(null, '', window.location.pathname);
     },
   };
+
+  /** `text` when it is a connection link of this server (`<base>vnc.html?…&path=?token=T`,
+   * as the API makes them), else null: no other origin, scheme, page or parameter. */
+  function ownLink(text) {
+    if (typeof text !== 'string' || text.length > 2048) return null;
+    let u;
+    try {
+      u = new URL(text);
+    } catch (e) {
+      return null;
+    }
+    const page = new URL('vnc.html', base);
+    if (u.origin !== page.origin || u.pathname !== page.pathname || u.hash !== ''
+      || u.username !== '' || u.password !== '') return null;
+    const allowed = { resize: /^(scale|remote|)$/, autoconnect: /^(true|false)$/, path: /^\?token=[A-Za-z0-9_-]{1,256}$/ };
+    for (const [key, value] of u.searchParams) {
+      if (!allowed[key] || !allowed[key].test(value)) return null;
+    }
+    return u.searchParams.has('path') ? u.href : null;
+  }
 
   /** An SVG string from the server (the QR code) as a DOM node, without scripts. */
   function svg(text, label) {
