@@ -633,3 +633,63 @@ async fn crafted_image_headers_never_open_files_of_the_host() {
         svc.entries("state")
     );
 }
+
+/// The pages' unauthenticated catalogue reads cost no file reads: `darts serve` reads
+/// the catalogue once, and again only when it changes on disk, which it picks up
+/// without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalogue_is_read_once_and_again_only_when_it_changes() {
+    let svc = Service::start("sessions-catalogue-cache", "");
+    let loads = |svc: &Service| svc.log().matches("catalogue loaded").count();
+    let machines = |body: &[u8]| -> Vec<String> {
+        let j: serde_json::Value = serde_json::from_slice(body).unwrap();
+        j["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for _ in 0..100 {
+        for path in ["/darts/api/machines", "/darts/api/config"] {
+            let (status, _, _) = http_get(svc.addr, path, "").await;
+            assert_eq!(status, 200, "{path}");
+        }
+    }
+    // Past a few checks of the files: still the one read at start.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(loads(&svc), 1, "log:\n{}", svc.log());
+
+    // A machine added to the catalogue, with its image: listed without a restart.
+    std::fs::copy(
+        svc.scratch.0.join("machines/demo.img"),
+        svc.scratch.0.join("machines/second.img"),
+    )
+    .unwrap();
+    std::fs::write(
+        svc.scratch.0.join("etc/machines.conf"),
+        "[demo.img]\n\n[second.img]\ndescription=Second\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = http_get(svc.addr, "/darts/api/machines", "").await;
+        if machines(&body).contains(&"second.img".to_owned()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new machine never appeared: {}",
+            String::from_utf8_lossy(&body)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, _, body) = http_get(svc.addr, "/darts/api/machines", "").await;
+    assert_eq!(machines(&body), ["demo.img", "second.img"]);
+    let after = loads(&svc);
+    assert!(
+        (2..=3).contains(&after),
+        "read {after} times; log:\n{}",
+        svc.log()
+    );
+}

@@ -26,7 +26,6 @@ use super::wire::{self, Body};
 use super::{set_cookie, Call, Inner};
 use crate::auth::mfa::{MfaError, MFA_TTL};
 use crate::auth::Credentials;
-use crate::catalogue::Catalogue;
 use crate::config::Config;
 
 /// Largest `layout_header`, `layout_footer` or `layout_terms` file read.
@@ -46,7 +45,7 @@ keeps you logged in; none is used for tracking.</p>";
 /// `GET /api/config`: what the pages need to draw themselves.
 pub(super) fn config(app: &Inner, call: &Call) -> Response<Body> {
     let c = &call.config;
-    let catalogue = Catalogue::load(c);
+    let catalogue = app.manager.catalogue();
     let machines: Vec<Value> = catalogue
         .machines()
         .iter()

@@ -331,7 +331,7 @@ impl Inner {
             Endpoint::LoginLink => Ok(account::login_link(self, &call)),
             Endpoint::LoginHandoff => Ok(handoff::login(self, &call)),
             Endpoint::Logout => Ok(account::logout(self, &call)),
-            Endpoint::Machines => Ok(server::machines(&call)),
+            Endpoint::Machines => Ok(server::machines(self)),
             Endpoint::Status => server::status(self, &call),
             Endpoint::OpenApi => Ok(openapi::document(&self.prefix)),
             Endpoint::ListSessions => sessions::list(self, &call).await,

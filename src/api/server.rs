@@ -8,12 +8,11 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::wire::{self, Body};
 use super::{Call, Inner};
-use crate::catalogue::Catalogue;
 use crate::session::Caller;
 
 /// `GET /api/machines`: the machines users may pick.
-pub(super) fn machines(call: &Call) -> Response<Body> {
-    let catalogue = Catalogue::load(&call.config);
+pub(super) fn machines(app: &Inner) -> Response<Body> {
+    let catalogue = app.manager.catalogue();
     let machines: Vec<Value> = catalogue
         .machines()
         .iter()

@@ -83,7 +83,7 @@ pub(super) async fn create_for(
     form: &CreateBody,
     from_node: Option<&[String]>,
 ) -> Result<Response<Body>, ApiError> {
-    let req = validate(form, &call.config)?;
+    let req = validate(form, &call.config, &app.manager.catalogue())?;
     let created = match app.manager.create(caller, &req).await {
         Ok(c) => c,
         Err(e) if e.needs_fallback() => {
@@ -130,8 +130,11 @@ fn handoff_url(app: &Inner, call: &Call, user: &str, session: &str) -> Result<St
 }
 
 /// Checks each field against the choices the page offers; the message names the field.
-fn validate(form: &CreateBody, config: &Config) -> Result<CreateRequest, ApiError> {
-    let catalogue = Catalogue::load(config);
+fn validate(
+    form: &CreateBody,
+    config: &Config,
+    catalogue: &Catalogue,
+) -> Result<CreateRequest, ApiError> {
     if catalogue.get(&form.machine).is_none() {
         let known: Vec<&str> = catalogue
             .machines()
@@ -404,6 +407,8 @@ mod tests {
             oneshot: false,
             view_clipboard: false,
         };
+        let catalogue = Catalogue::load(&config);
+        let validate = |f: &CreateBody, c: &Config| super::validate(f, c, &catalogue);
         let field = |r: Result<CreateRequest, ApiError>| match r {
             Err(ApiError::InvalidField { field, .. }) => field,
             other => panic!("{other:?}"),

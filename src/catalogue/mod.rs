@@ -11,6 +11,7 @@
 //! [`Catalogue::load`] never fails: a broken file or line is reported in
 //! [`Catalogue::problems`] and everything else still loads.
 
+pub mod cache;
 pub mod command;
 pub mod download;
 pub mod parse;

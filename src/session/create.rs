@@ -18,7 +18,6 @@ use super::manager::{
 };
 use super::record::{Phase, SessionRecord, TokenRecord, FORMAT};
 use super::{monitor, secret, vnc_port};
-use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::limits;
 use crate::qmp::Qmp;
@@ -55,7 +54,7 @@ impl Manager {
     ) -> Result<Created, SessionError> {
         let mut laps = Laps::start();
         let config = self.config();
-        let catalogue = Catalogue::load(&config);
+        let catalogue = self.catalogue();
         let machine = catalogue
             .get(&req.machine)
             .ok_or_else(|| SessionError::UnknownMachine(req.machine.clone()))?;

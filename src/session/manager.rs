@@ -17,11 +17,15 @@ use tokio_util::task::TaskTracker;
 
 use super::record::{Phase, SessionRecord};
 use super::store::{Store, StoreError};
+use crate::catalogue::cache::CatalogueCache;
+use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::limits::{self, Refusal};
 
 /// How often the timer looks for sessions past their lifetime.
 const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// How often the catalogue's files are checked for changes.
+const CATALOGUE_CHECK: Duration = Duration::from_secs(1);
 /// One extension.
 pub const EXTEND_STEP: u64 = 24 * 3600;
 /// Tokens a session keeps at most; issuing more drops the oldest.
@@ -241,6 +245,8 @@ pub struct Manager {
     pub(super) shutdown: CancellationToken,
     /// The service's own stop: viewers it cuts are not a one-shot session's end.
     pub(super) service_stop: std::sync::OnceLock<CancellationToken>,
+    /// The catalogue, kept in memory and re-read only when its files change.
+    pub(super) catalogue: Arc<CatalogueCache>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -259,6 +265,10 @@ impl Manager {
         tokens: Arc<TokenMap>,
     ) -> Result<Arc<Self>, SessionError> {
         let store = Store::open(&config.dir_cfg)?;
+        let dirs = (config.dir_etc.clone(), config.dir_machines.clone());
+        let catalogue = tokio::task::spawn_blocking(move || CatalogueCache::load(&dirs.0, &dirs.1))
+            .await
+            .map_err(|e| SessionError::Internal(format!("reading the catalogue: {e}")))?;
         let mgr = Arc::new(Self {
             config: RwLock::new(config),
             store,
@@ -270,11 +280,41 @@ impl Manager {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             service_stop: std::sync::OnceLock::new(),
+            catalogue: Arc::new(catalogue),
         });
         mgr.adopt().await;
         let timer = mgr.clone();
         mgr.tasks.spawn(async move { timer.expiry_timer().await });
+        let refresher = mgr.clone();
+        mgr.tasks
+            .spawn(async move { refresher.catalogue_refresher().await });
         Ok(mgr)
+    }
+
+    /// The catalogue as last read; no I/O.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.catalogue.get()
+    }
+
+    /// Re-reads the catalogue when its files change (checked once a second, off the async
+    /// workers), and follows a reloaded configuration's directories.
+    async fn catalogue_refresher(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(CATALOGUE_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let config = self.config();
+            let cache = self.catalogue.clone();
+            let check = tokio::task::spawn_blocking(move || {
+                cache.refresh(&config.dir_etc, &config.dir_machines)
+            });
+            if let Err(e) = check.await {
+                tracing::warn!(error = %e, "catalogue check failed");
+            }
+        }
     }
 
     pub fn config(&self) -> Arc<Config> {
