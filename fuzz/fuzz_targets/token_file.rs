@@ -16,6 +16,9 @@ fn option_words(o: &EntryOptions) -> String {
     if o.view_only {
         words.push("view-only".to_owned());
     }
+    if o.view_clipboard {
+        words.push("view-clipboard".to_owned());
+    }
     let mut push = |key: &str, value: Option<String>| {
         if let Some(v) = value {
             words.push(format!("{key}={v}"));
