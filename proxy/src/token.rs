@@ -221,8 +221,12 @@ impl TokenMap {
         Self::default()
     }
 
-    /// Adds a websockify token file or directory as a source. Loads it now.
+    /// Adds a websockify token file or directory as a source (already read by `open`),
+    /// and starts following its changes in the background.
     pub fn with_file_source(mut self, source: TokenFileSource) -> Self {
+        if let Err(e) = source.watch() {
+            tracing::warn!(error = %e, "token files will not follow changes");
+        }
         self.files.push(source);
         self
     }

@@ -2,18 +2,23 @@
 //! line, `#` comments; a single file or every regular file of a directory.
 //!
 //! websockify's `TokenFile` re-reads every file on every connection. Here a source keeps
-//! the parsed routes and a fingerprint (size, mtime, inode of each file); a lookup
-//! re-reads the files when the fingerprint changed (looked at on every unknown token, and
-//! at most every `RECHECK_HIT` for a known one). So a token written to a file works on the
-//! next connection, and a removed one stops working within `RECHECK_HIT`. File times have
-//! the kernel's coarse-clock granularity, so a file modified within `SETTLE` is re-read
-//! even if its fingerprint looks unchanged.
+//! the parsed routes in memory (swapped whole, `arc-swap`), and a lookup touches nothing
+//! else: a flood of unknown tokens costs no file system call and never waits on a disk.
+//! The files are watched by one thread per source ([`TokenFileSource::watch`]): inotify
+//! (the `notify` crate) wakes it when the path changes, and it also checks every `RECHECK`
+//! in case an event was lost (network file systems, a replaced directory). It compares a
+//! fingerprint (size, mtime, inode of each file) and re-reads the files only when it
+//! changed. File times have the kernel's coarse-clock granularity, so a file modified
+//! within `SETTLE` is re-read even if its fingerprint looks unchanged.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
 
 use crate::error::TokenFileError;
 use darts_vnc::vnc_auth::Password;
@@ -24,8 +29,8 @@ use crate::target::Target;
 use crate::tls::CertPaths;
 use crate::token::{Route, TokenKey};
 
-/// How stale the routes may be when a lookup finds its token.
-const RECHECK_HIT: Duration = Duration::from_millis(250);
+/// How often the watcher checks the files without an event.
+const RECHECK: Duration = Duration::from_secs(1);
 /// Files changed this recently are re-read whatever their fingerprint says.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Token files bigger than this are refused rather than read.
@@ -260,82 +265,150 @@ impl Stamp {
     }
 }
 
-#[derive(Debug)]
-struct State {
+/// What the files were when last read.
+#[derive(Debug, Default)]
+struct Seen {
     fingerprint: Option<Vec<Stamp>>,
-    routes: HashMap<TokenKey, Route>,
-    checked_at: Instant,
 }
 
-/// A token file or directory, re-read when it changes.
-#[derive(Debug)]
+/// A token file or directory, re-read when it changes. Cheap to clone: clones share the
+/// routes.
+#[derive(Debug, Clone)]
 pub struct TokenFileSource {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
-    state: Mutex<State>,
+    routes: ArcSwap<HashMap<TokenKey, Route>>,
+    /// Held while reading the files, so two refreshes never interleave.
+    seen: Mutex<Seen>,
+    /// File system calls made (stat, directory listing, read): never on a lookup.
+    fs_calls: AtomicU64,
 }
 
 impl TokenFileSource {
     /// Opens and reads `path`. A missing path is an error here (a typo should not start a
-    /// gateway that routes nothing); later disappearance only empties the routes.
+    /// gateway that routes nothing); later disappearance only empties the routes. Call
+    /// [`watch`](Self::watch) to follow changes.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, TokenFileError> {
         let path = path.into();
         std::fs::metadata(&path).map_err(|e| TokenFileError::Read(path.clone(), e))?;
         let source = Self {
-            path,
-            state: Mutex::new(State {
-                fingerprint: None,
-                routes: HashMap::new(),
-                checked_at: Instant::now(),
+            inner: Arc::new(Inner {
+                path,
+                routes: ArcSwap::from_pointee(HashMap::new()),
+                seen: Mutex::new(Seen::default()),
+                fs_calls: AtomicU64::new(0),
             }),
         };
         source.refresh(true);
         Ok(source)
     }
 
+    /// Follows changes of the files from a thread of its own, which ends when the last
+    /// clone of this source is dropped. Without inotify (an error setting it up is
+    /// logged), the periodic check alone follows them.
+    pub fn watch(&self) -> Result<(), TokenFileError> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let path = self.inner.path.clone();
+        std::thread::Builder::new()
+            .name("token-files".into())
+            .spawn(move || watch_loop(weak, &path))
+            .map(drop)
+            .map_err(|e| TokenFileError::Read(self.inner.path.clone(), e))
+    }
+
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Number of routes currently loaded.
     pub fn len(&self) -> usize {
-        self.lock().routes.len()
+        self.inner.routes.load().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// File system calls this source has made so far (for tests and diagnostics).
+    pub fn fs_calls(&self) -> u64 {
+        self.inner.fs_calls.load(Ordering::Relaxed)
+    }
+
+    /// Memory only.
     pub(crate) fn lookup(&self, key: &TokenKey) -> Option<Route> {
-        {
-            let state = self.lock();
-            let found = state.routes.get(key).cloned();
-            let age = state.checked_at.elapsed();
-            if found.is_some() && age < RECHECK_HIT {
-                return found;
-            }
-        }
-        self.refresh(false);
-        self.lock().routes.get(key).cloned()
+        self.inner.routes.load().get(key).cloned()
     }
 
     /// Re-reads the files if their fingerprint changed (or always, with `force`).
+    /// Blocking: called at open, from the watcher thread and on SIGHUP (off the runtime).
     pub fn refresh(&self, force: bool) {
+        self.inner.refresh(force);
+    }
+}
+
+/// The watcher thread: woken by inotify events or every `RECHECK`.
+fn watch_loop(weak: Weak<Inner>, path: &Path) {
+    use notify::Watcher;
+    let (tx, rx) = mpsc::sync_channel::<()>(1);
+    // Editors replace files (write a new one, rename it over): watch the directory that
+    // holds a single file, and the directory itself otherwise.
+    let watched = if path.is_dir() {
+        path.to_owned()
+    } else {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_owned)
+    };
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // The refresh's own reads are access events: waking on them would loop.
+        if matches!(&event, Ok(e) if e.kind.is_access()) {
+            return;
+        }
+        // One pending wake-up is enough: the refresh reads everything.
+        let _ = tx.try_send(());
+    })
+    .and_then(|mut w| {
+        w.watch(&watched, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    });
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(path = %watched.display(), error = %e, "cannot watch the token files; checking them every second");
+            None
+        }
+    };
+    loop {
+        let _ = rx.recv_timeout(RECHECK);
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        inner.refresh(false);
+    }
+}
+
+impl Inner {
+    fn refresh(&self, force: bool) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let fingerprint = self.fingerprint();
-        let mut state = self.lock();
-        state.checked_at = Instant::now();
         let settling = fingerprint.iter().any(|s| s.recently_modified());
-        if !force && !settling && state.fingerprint.as_ref() == Some(&fingerprint) {
+        if !force && !settling && seen.fingerprint.as_ref() == Some(&fingerprint) {
             return;
         }
         let mut routes = HashMap::new();
         for stamp in &fingerprint {
             self.load_file(&stamp.path, stamp.len, &mut routes);
         }
-        if state.routes.len() != routes.len() || state.fingerprint.as_ref() != Some(&fingerprint) {
+        let before = self.routes.load().len();
+        if before != routes.len() || seen.fingerprint.as_ref() != Some(&fingerprint) {
             tracing::info!(source = %self.path.display(), routes = routes.len(), "token file source loaded");
         }
-        state.routes = routes;
-        state.fingerprint = Some(fingerprint);
+        self.routes.store(Arc::new(routes));
+        seen.fingerprint = Some(fingerprint);
     }
 
     fn load_file(&self, path: &Path, len: u64, routes: &mut HashMap<TokenKey, Route>) {
@@ -343,6 +416,7 @@ impl TokenFileSource {
             tracing::warn!(file = %path.display(), len, "token file too large, ignored");
             return;
         }
+        self.fs_calls.fetch_add(1, Ordering::Relaxed);
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
@@ -370,6 +444,7 @@ impl TokenFileSource {
     /// The files this source consists of now, with what identifies their content.
     fn fingerprint(&self) -> Vec<Stamp> {
         let stamp = |path: PathBuf| -> Option<Stamp> {
+            self.fs_calls.fetch_add(1, Ordering::Relaxed);
             let meta = std::fs::metadata(&path).ok()?;
             meta.is_file().then(|| Stamp {
                 len: meta.len(),
@@ -378,6 +453,7 @@ impl TokenFileSource {
                 path,
             })
         };
+        self.fs_calls.fetch_add(1, Ordering::Relaxed);
         match std::fs::read_dir(&self.path) {
             Ok(dir) => {
                 let mut stamps: Vec<Stamp> = dir
@@ -389,11 +465,6 @@ impl TokenFileSource {
             }
             Err(_) => stamp(self.path.clone()).into_iter().collect(),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data (whole-value swaps only).
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
