@@ -693,3 +693,95 @@ async fn the_catalogue_is_read_once_and_again_only_when_it_changes() {
         svc.log()
     );
 }
+
+/// `/api/machines` as `name=description` lines.
+async fn listed(svc: &Service) -> Vec<String> {
+    let (status, _, body) = http_get(svc.addr, "/darts/api/machines", "").await;
+    assert_eq!(status, 200);
+    let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    j["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let (name, description) = (&m["name"], &m["description"]);
+            format!(
+                "{}={}",
+                name.as_str().unwrap(),
+                description.as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Polls `/api/machines` until it lists `want` (bounded).
+async fn wait_listed(svc: &Service, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listed(svc).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "machines are {now:?}, not {want:?}; log:\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A catalogue edit that loses something (a broken line, an unreadable file) is not
+/// served: the last good catalogue stays, the log says why, and the fixed file is taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_catalogue_edit_keeps_the_last_good_one() {
+    let svc = Service::start("sessions-catalogue-broken", "");
+    let conf = svc.scratch.0.join("etc/machines.conf");
+    std::fs::copy(
+        svc.scratch.0.join("machines/demo.img"),
+        svc.scratch.0.join("machines/second.img"),
+    )
+    .unwrap();
+    std::fs::write(
+        &conf,
+        "[demo.img]\ndescription=Test guest\n\n[second.img]\ndescription=Second\n",
+    )
+    .unwrap();
+    let good = ["demo.img=Test guest", "second.img=Second"];
+    wait_listed(&svc, &good).await;
+
+    // A lost bracket: read as is, second.img would vanish and its description would
+    // become demo.img's.
+    std::fs::write(
+        &conf,
+        "[demo.img]\ndescription=Test guest\n\n[second.img\ndescription=Second\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !svc.log().contains("catalogue edit refused") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged; machines are {:?}; log:\n{}",
+            listed(&svc).await,
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = svc.log();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("catalogue edit refused"))
+        .unwrap();
+    assert!(refusal.contains("machines.conf"), "{refusal}");
+    assert!(
+        log.contains("[second.img"),
+        "the problem is not logged:\n{log}"
+    );
+    // Past a few more checks: still the last good catalogue.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(listed(&svc).await, good);
+
+    // Fixed: taken without a restart.
+    std::fs::write(&conf, "[second.img]\ndescription=Second, fixed\n").unwrap();
+    wait_listed(&svc, &["second.img=Second, fixed"]).await;
+}

@@ -132,6 +132,7 @@ impl Catalogue {
                         file: file.clone(),
                         line: None,
                         message: format!("cannot read: {e}"),
+                        skipped: true,
                     });
                     continue;
                 }
@@ -158,6 +159,7 @@ impl Catalogue {
                             "{} is also defined at {}; this definition wins",
                             machine.name, cat.machines[i].defined_at
                         ),
+                        skipped: false,
                     });
                     cat.machines[i] = machine;
                 } else {
@@ -256,6 +258,7 @@ fn catalogue_files(dir_etc: &Path) -> (Vec<PathBuf>, Vec<Problem>) {
             file: drop_in,
             line: None,
             message: format!("cannot list: {e}"),
+            skipped: true,
         }),
     }
     for mut group in by_ext {

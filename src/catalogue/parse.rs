@@ -31,13 +31,16 @@ impl fmt::Display for Location {
     }
 }
 
-/// Something wrong in a catalogue file; the entry or line it concerns is skipped.
+/// Something wrong in a catalogue file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub file: PathBuf,
     /// 1-based line, when the problem is on one line.
     pub line: Option<usize>,
     pub message: String,
+    /// Something the file says was left out (a line, an entry, the whole file); false
+    /// for a notice that loses nothing (a later definition replacing an earlier one).
+    pub skipped: bool,
 }
 
 impl fmt::Display for Problem {
@@ -303,6 +306,7 @@ pub fn parse(file: &Path, text: &str) -> ParsedFile {
         file: file.to_owned(),
         line: Some(line),
         message,
+        skipped: true,
     };
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
