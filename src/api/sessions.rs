@@ -83,7 +83,8 @@ pub(super) async fn create_for(
     form: &CreateBody,
     from_node: Option<&[String]>,
 ) -> Result<Response<Body>, ApiError> {
-    let req = validate(form, &call.config, &app.manager.catalogue())?;
+    let catalogue = app.manager.catalogue_for(&form.machine).await;
+    let req = validate(form, &call.config, &catalogue)?;
     let created = match app.manager.create(caller, &req).await {
         Ok(c) => c,
         Err(e) if e.needs_fallback() => {

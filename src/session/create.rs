@@ -54,7 +54,7 @@ impl Manager {
     ) -> Result<Created, SessionError> {
         let mut laps = Laps::start();
         let config = self.config();
-        let catalogue = self.catalogue();
+        let catalogue = self.catalogue_for(&req.machine).await;
         let machine = catalogue
             .get(&req.machine)
             .ok_or_else(|| SessionError::UnknownMachine(req.machine.clone()))?;

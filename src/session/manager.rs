@@ -296,6 +296,25 @@ impl Manager {
         self.catalogue.get()
     }
 
+    /// The catalogue for a request naming `machine`: the one in memory, or, when it does
+    /// not offer that machine yet (just enabled or downloaded, before the once-a-second
+    /// check), the catalogue checked again now, off the async workers.
+    pub async fn catalogue_for(&self, machine: &str) -> Arc<Catalogue> {
+        let current = self.catalogue();
+        if current.get(machine).is_some_and(|m| m.available) {
+            return current;
+        }
+        let config = self.config();
+        let cache = self.catalogue.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            cache.refresh(&config.dir_etc, &config.dir_machines);
+        });
+        if let Err(e) = checked.await {
+            tracing::warn!(error = %e, "catalogue check failed");
+        }
+        self.catalogue()
+    }
+
     /// Re-reads the catalogue when its files change (checked once a second, off the async
     /// workers), and follows a reloaded configuration's directories.
     async fn catalogue_refresher(self: Arc<Self>) {

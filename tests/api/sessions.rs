@@ -292,3 +292,28 @@ async fn creation_refusals_name_the_field_or_keep_the_managers_words() {
         .is_empty());
     assert!(web.svc.entries("snapshots").is_empty());
 }
+
+/// The catalogue is checked once a second in the background; a request naming a machine
+/// added since is not refused as unknown while that check is still to come.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_just_added_is_known_to_the_next_request() {
+    let web = Web::start("api-machine-just-added", "").await;
+    let alice = web.login("alice", "alice-pw").await;
+    let root = &web.svc.scratch.0;
+    let mut conf = String::from("[demo.img]\n");
+    for i in 0..10 {
+        let name = format!("added-{i}.img");
+        std::fs::copy(
+            root.join("machines/demo.img"),
+            root.join("machines").join(&name),
+        )
+        .unwrap();
+        conf.push_str(&format!("\n[{name}]\ndescription=Added {i}\n"));
+        std::fs::write(root.join("etc/machines.conf"), &conf).unwrap();
+        // A memory size not offered: refused, but for the memory, so the machine was found.
+        let body = json!({ "machine": name, "memory": 4 });
+        let r = alice.send("POST", "/api/sessions", Some(body)).await;
+        let e = r.assert_error(400, "invalid_field");
+        assert_eq!(e["field"], "memory", "{name}: {e}");
+    }
+}
