@@ -821,7 +821,13 @@ impl darts_proxy::app::App for EchoApp {
         ctx: darts_proxy::app::AppContext,
     ) -> darts_proxy::app::AppFuture {
         Box::pin(async move {
-            let body = format!("{} {} tls={}", req.method(), ctx.path, ctx.tls);
+            let body = format!(
+                "{} {} tls={} client={}",
+                req.method(),
+                ctx.path,
+                ctx.tls,
+                ctx.client.addr
+            );
             http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)))
         })
     }
@@ -833,6 +839,8 @@ async fn an_application_shares_the_port_and_upgrades_still_route() {
     let mut config = TestGateway::config();
     config.web_prefix = "/darts".into();
     config.app = Some(std::sync::Arc::new(EchoApp));
+    config.trusted_proxies =
+        darts_proxy::forwarded::TrustedProxies::parse(&["127.0.0.1".to_owned()]).unwrap();
     let tokens = TokenMap::new();
     tokens.insert(
         "t1",
@@ -845,7 +853,16 @@ async fn an_application_shares_the_port_and_upgrades_still_route() {
     // Claimed paths reach the application, with the prefix removed and slashes folded.
     let (status, _, body) = http_get(gw.addr, "/darts//api/x", "").await;
     assert_eq!(status, 200);
-    assert_eq!(String::from_utf8_lossy(&body), "GET /api/x tls=false");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "GET /api/x tls=false client=127.0.0.1"
+    );
+    // The client the gateway resolved (after its trusted proxies) is the one it hands over.
+    let (_, _, body) = http_get(gw.addr, "/darts/api/x", "X-Forwarded-For: 192.0.2.9\r\n").await;
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "GET /api/x tls=false client=192.0.2.9"
+    );
     // Others are the gateway's own.
     let (status, _, body) = http_get(gw.addr, "/darts/healthz", "").await;
     assert_eq!(

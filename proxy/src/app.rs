@@ -22,6 +22,9 @@ pub struct AppContext {
     pub tls: bool,
     /// The path below the gateway's prefix, starting with `/` (`//x` is already `/x`).
     pub path: String,
+    /// The client after the gateway's trusted proxies (`forwarded::resolve`), computed
+    /// once by the gateway.
+    pub client: crate::forwarded::ClientView,
 }
 
 /// A boxed response future.

@@ -2,21 +2,17 @@
 //! a viewer, so that a one-shot session can end when its connection closes, a status
 //! page can count viewers and the audit log can record who watched what. Sent once per
 //! websocket at open and at close, never per byte: the byte counts travel in the close
-//! event, counted by [`CountingIo`] as plain integers owned by the session task.
+//! event, counted by the session task itself (the pump's own counters).
 //!
 //! Each event names the token's digest and where the route came from, so that darts acts
 //! only on events for routes it published itself ([`RouteOrigin`]). A viewer of another
 //! node's route (read from the shared registry) is also reported to that node, through
 //! the registry (`token::redis`), over a bounded queue that drops rather than waits.
 
-use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::token::TokenKey;
@@ -162,100 +158,9 @@ impl Drop for ViewerGuard {
     }
 }
 
-/// A browser connection that counts the bytes it reads and writes. The counters are
-/// plain integers: the session task owns the stream, lends it to the pump as `&mut`,
-/// and reads them once the session is over.
-#[derive(Debug)]
-pub(crate) struct CountingIo<C> {
-    inner: C,
-    pub(crate) read: u64,
-    pub(crate) written: u64,
-}
-
-impl<C> CountingIo<C> {
-    pub(crate) fn new(inner: C) -> Self {
-        Self {
-            inner,
-            read: 0,
-            written: 0,
-        }
-    }
-}
-
-impl<C: AsyncRead + Unpin> AsyncRead for CountingIo<C> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        this.read += (buf.filled().len() - before) as u64;
-        r
-    }
-}
-
-impl<C: AsyncWrite + Unpin> AsyncWrite for CountingIo<C> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            this.written += n as u64;
-        }
-        r
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            this.written += n as u64;
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn counting_io_counts_both_ways_and_keeps_vectored_writes() {
-        let (a, mut b) = tokio::io::duplex(1024);
-        let mut io = CountingIo::new(a);
-        assert_eq!(io.is_write_vectored(), io.inner.is_write_vectored());
-        io.write_all(b"hello").await.unwrap();
-        let n = io
-            .write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")])
-            .await
-            .unwrap();
-        b.write_all(b"xyz").await.unwrap();
-        let mut got = [0u8; 3];
-        io.read_exact(&mut got).await.unwrap();
-        assert_eq!((io.read, io.written), (3, 5 + n as u64));
-    }
 
     #[tokio::test]
     async fn the_close_event_carries_traffic() {

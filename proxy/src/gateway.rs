@@ -1,9 +1,9 @@
-//! The listener: accept, detect TLS, serve HTTP with hyper, and hand upgraded
-//! connections to sessions. Also the handle the rest of darts uses to steer it.
+//! The listener: accept, PROXY header, TLS, then HTTP with hyper. Each request goes to
+//! `http_service`, whose decision is a response or a websocket that `session` takes
+//! over. Also the handle the rest of darts uses to steer the gateway.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -14,16 +14,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use crate::client::ClientIo;
 use crate::config::GatewayConfig;
 use crate::error::ProxyError;
-use crate::http_service;
+use crate::http_service::{Decision, Router};
 use crate::metrics::{ErrorKind, Metrics};
 use crate::per_address::{AddressLimits, PendingSlot};
 use crate::per_token::TokenViewers;
 use crate::proxy_protocol;
+use crate::session::Sessions;
 use crate::static_files::StaticFiles;
 use crate::tls::{TlsState, WATCH_INTERVAL};
 use crate::token::TokenMap;
@@ -35,40 +35,42 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// State shared by every connection.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: GatewayConfig,
-    pub tokens: Arc<TokenMap>,
-    pub tls: Option<TlsState>,
-    pub metrics: Arc<Metrics>,
-    pub web: Option<StaticFiles>,
-    pub tasks: TaskTracker,
-    pub shutdown: CancellationToken,
-    pub next_session: AtomicU64,
+struct Shared {
+    config: Arc<GatewayConfig>,
+    tls: Option<TlsState>,
+    metrics: Arc<Metrics>,
+    router: Router,
+    sessions: Arc<Sessions>,
+    /// Connection tasks (HTTP, before any upgrade), waited for at shutdown.
+    connections: TaskTracker,
     /// `max_connections_per_ip`; `None` without a limit.
-    pub per_address: Option<Arc<AddressLimits>>,
-    /// `max_viewers_per_token`; `None` without a limit.
-    pub per_token: Option<Arc<TokenViewers>>,
+    per_address: Option<Arc<AddressLimits>>,
 }
 
-/// Counts a client connection from accept until its socket is closed, whether it ends
-/// as HTTP or lives on as a websocket session; and, until it becomes a session, against
-/// its address's pending share.
+/// One client connection from accept until its socket is closed, whether it ends as
+/// HTTP or lives on as a websocket session (the session task holds it then); and, until
+/// it becomes a session, counted against its address's pending share.
 #[derive(Debug)]
-pub(crate) struct ConnGuard {
+struct Connection {
     _permit: OwnedSemaphorePermit,
-    pending: Option<PendingSlot>,
+    pending: Mutex<Option<PendingSlot>>,
     metrics: Arc<Metrics>,
 }
 
-impl ConnGuard {
+impl Connection {
     /// The connection presented a valid token: it no longer counts as pending (and can
     /// no longer be pushed out by newer connections of its address).
-    pub(crate) fn established(&mut self) {
-        self.pending = None;
+    fn established(&self) {
+        let slot = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(slot);
     }
 }
 
-impl Drop for ConnGuard {
+impl Drop for Connection {
     fn drop(&mut self) {
         self.metrics.connection_closed();
     }
@@ -90,7 +92,7 @@ pub struct GatewayHandle {
 
 impl GatewayHandle {
     pub fn tokens(&self) -> &Arc<TokenMap> {
-        &self.shared.tokens
+        &self.shared.router.tokens
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -106,7 +108,7 @@ impl GatewayHandle {
 
     /// Re-reads token files that changed.
     pub fn reload_tokens(&self) {
-        self.shared.tokens.refresh_files();
+        self.shared.router.tokens.refresh_files();
     }
 }
 
@@ -130,17 +132,23 @@ impl Gateway {
         let admission = Arc::new(Semaphore::new(config.max_connections));
         let per_address = AddressLimits::new(config.max_connections_per_ip);
         let per_token = TokenViewers::new(config.max_viewers_per_token);
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::default());
+        let sessions = Arc::new(Sessions::new(&config, metrics.clone(), tokens.clone()));
         let shared = Arc::new(Shared {
+            router: Router {
+                config: config.clone(),
+                tokens,
+                metrics: metrics.clone(),
+                web,
+                per_token,
+            },
             config,
-            tokens,
             tls,
-            metrics: Arc::new(Metrics::default()),
-            web,
-            tasks: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
-            next_session: AtomicU64::new(1),
+            metrics,
+            sessions,
+            connections: TaskTracker::new(),
             per_address,
-            per_token,
         });
         Ok(Self {
             shared,
@@ -183,8 +191,7 @@ impl Gateway {
                     };
                     // Only then counted as pending: a refused connection pushes no one out.
                     let slot = pending_slot(&shared, peer.ip());
-                    let shared = shared.clone();
-                    shared.tasks.clone().spawn(serve_connection(
+                    shared.connections.spawn(serve_connection(
                         shared.clone(),
                         stream,
                         peer,
@@ -205,9 +212,13 @@ impl Gateway {
         background.abort();
         let open = shared.metrics.sessions_open();
         tracing::info!(sessions = open, grace = ?shared.config.grace_period, "shutting down: closing sessions");
-        shared.shutdown.cancel();
-        shared.tasks.close();
-        let drained = tokio::time::timeout(shared.config.grace_period, shared.tasks.wait())
+        shared.sessions.shut_down();
+        shared.connections.close();
+        let all = async {
+            shared.connections.wait().await;
+            shared.sessions.wait().await;
+        };
+        let drained = tokio::time::timeout(shared.config.grace_period, all)
             .await
             .is_ok();
         if drained {
@@ -236,7 +247,7 @@ fn spawn_background(shared: &Arc<Shared>) -> tokio::task::JoinHandle<()> {
             since_purge += WATCH_INTERVAL;
             if since_purge >= PURGE_INTERVAL {
                 since_purge = Duration::ZERO;
-                let n = shared.tokens.purge_expired();
+                let n = shared.router.tokens.purge_expired();
                 if n > 0 {
                     tracing::debug!(routes = n, "expired routes purged");
                 }
@@ -349,22 +360,29 @@ async fn serve_http(
         Err(_) => return Err(Timeout),
     };
     shared.metrics.connection_opened(io.is_tls());
-    let guard = ConnGuard {
-        _permit: permit,
-        pending,
-        metrics: shared.metrics.clone(),
-    };
     let tls = io.is_tls();
-    let guard = Arc::new(std::sync::Mutex::new(Some(guard)));
+    let connection = Arc::new(Connection {
+        _permit: permit,
+        pending: Mutex::new(pending),
+        metrics: shared.metrics.clone(),
+    });
     let service = {
         let shared = shared.clone();
         hyper::service::service_fn(move |req| {
             let shared = shared.clone();
-            let guard = guard.clone();
+            let connection = connection.clone();
             async move {
-                Ok::<_, std::convert::Infallible>(
-                    http_service::handle(shared, req, peer, tls, guard).await,
-                )
+                let response = match shared.router.handle(req, peer, tls).await {
+                    Decision::Respond(r) => r,
+                    Decision::Upgrade { response, session } => {
+                        // A valid token: from here the connection is a session, no
+                        // longer pending; the session task keeps it counted.
+                        connection.established();
+                        shared.sessions.start(session, connection);
+                        response
+                    }
+                };
+                Ok::<_, std::convert::Infallible>(response)
             }
         })
     };
@@ -383,7 +401,7 @@ async fn serve_http(
                 tracing::debug!(client.addr = %peer, error = %e, "HTTP connection error");
             }
         }
-        () = shared.shutdown.cancelled() => {
+        () = shared.sessions.shutdown_token().cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
@@ -448,17 +466,4 @@ async fn detect_and_wrap(shared: &Shared, stream: TcpStream, peer: SocketAddr) -
     } else {
         Some(ClientIo::Plain(stream))
     }
-}
-
-/// Gives each session a number for its log span.
-pub(crate) fn next_session_id(shared: &Shared) -> u64 {
-    shared.next_session.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Runs a session task under the gateway's tracker.
-pub(crate) fn spawn_session<F>(shared: &Shared, span: tracing::Span, fut: F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    shared.tasks.spawn(fut.instrument(span));
 }

@@ -1,257 +1,212 @@
-//! Request routing on the shared port: websocket upgrades, health, metrics, static files.
+//! Request routing on the shared port. Every request ends in a [`Decision`]: a response
+//! (health, metrics, static files, the application's pages, or a refusal), or a websocket
+//! accepted for a route, which the listener hands to `session`. Nothing here spawns a
+//! task or holds the connection.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
-use crate::client::ClientIo;
-use crate::events::{CountingIo, RouteOrigin};
-use crate::gateway::{next_session_id, spawn_session, ConnGuard, Shared};
-use crate::metrics::Handshake;
-use crate::pump::Limits;
-use crate::session::{self, SessionOptions, Timers};
-use crate::static_files::text_response;
-use crate::token::{redact_query, Lookup, Route, TokenKey};
+use crate::app::AppContext;
+use crate::config::GatewayConfig;
+use crate::events::RouteOrigin;
+use crate::forwarded::{self, ClientView};
+use crate::metrics::{Handshake, Metrics};
+use crate::per_token::TokenViewers;
+use crate::session::Admitted;
+use crate::static_files::{text_response, StaticFiles};
+use crate::token::{redact_query, Lookup, Route, TokenKey, TokenMap};
 use crate::ws::handshake;
-use crate::{forwarded, origin, url};
+use crate::{origin, url};
 
 type Body = Full<Bytes>;
 
-pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
-    guard: Arc<Mutex<Option<ConnGuard>>>,
-) -> Response<Body> {
-    if handshake::is_upgrade_request(req.headers()) {
-        return upgrade(&shared, req, peer, guard).await;
+/// What routing needs, built once per bind.
+#[derive(Debug)]
+pub(crate) struct Router {
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) tokens: Arc<TokenMap>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) web: Option<StaticFiles>,
+    /// `max_viewers_per_token`; `None` without a limit.
+    pub(crate) per_token: Option<Arc<TokenViewers>>,
+}
+
+/// How one request is answered.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Send this response; the connection stays HTTP.
+    Respond(Response<Body>),
+    /// Send `response` (`101`), then run `session` on the upgraded connection.
+    Upgrade {
+        response: Response<Body>,
+        session: Box<Admitted>,
+    },
+}
+
+impl Router {
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Decision {
+        if handshake::is_upgrade_request(req.headers()) {
+            return self.upgrade(req, peer).await;
+        }
+        Decision::Respond(self.respond(req, peer, tls).await)
     }
-    shared.metrics.http_request();
-    if let Some(app) = &shared.config.app {
-        if let Some(rel) = shared.config.relative_path(req.uri().path()) {
-            if app.claims(req.method(), &rel) {
-                let ctx = crate::app::AppContext {
-                    peer,
-                    tls,
-                    path: rel,
-                };
-                return app.handle(req, ctx).await;
+
+    /// The browser behind a trusted reverse proxy; the peer itself otherwise.
+    fn client_view(&self, req: &Request<Incoming>, peer: SocketAddr) -> ClientView {
+        forwarded::resolve(req.headers(), peer.ip(), &self.config.trusted_proxies)
+    }
+
+    async fn respond(&self, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+        self.metrics.http_request();
+        if let Some(app) = &self.config.app {
+            if let Some(rel) = self.config.relative_path(req.uri().path()) {
+                if app.claims(req.method(), &rel) {
+                    let ctx = AppContext {
+                        peer,
+                        tls,
+                        path: rel,
+                        client: self.client_view(&req, peer),
+                    };
+                    return app.handle(req, ctx).await;
+                }
             }
         }
-    }
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
-        _ => {
-            let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
-        }
-    };
-    let path = req.uri().path();
-    let Some(rel) = shared.config.relative_path(path) else {
-        return text_response(StatusCode::NOT_FOUND, "not found\n");
-    };
-    tracing::trace!(client.addr = %peer, tls, path = %redact_query(&rel), "http request");
-    if shared.config.expose_metrics {
-        match rel.as_str() {
-            "/healthz" => return text_response(StatusCode::OK, "ok\n"),
-            "/metrics" => {
-                let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
+        let head = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 return r;
             }
-            _ => {}
-        }
-    }
-    match &shared.web {
-        Some(web) => web.respond(&rel, path, head, req.headers()).await,
-        None => text_response(StatusCode::NOT_FOUND, "not found\n"),
-    }
-}
-
-/// Refusal of an upgrade: a status and a short reason, before anything is switched.
-fn refuse(
-    shared: &Shared,
-    kind: Handshake,
-    status: StatusCode,
-    reason: &'static str,
-    client: IpAddr,
-) -> Response<Body> {
-    shared.metrics.handshake(kind);
-    tracing::info!(client.addr = %client, status = status.as_u16(), reason, "websocket refused");
-    let mut r = text_response(status, reason);
-    if status == StatusCode::UPGRADE_REQUIRED {
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-    }
-    r
-}
-
-async fn upgrade(
-    shared: &Arc<Shared>,
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-    guard: Arc<Mutex<Option<ConnGuard>>>,
-) -> Response<Body> {
-    // The browser behind a trusted reverse proxy; the proxy itself otherwise.
-    let client = forwarded::resolve(req.headers(), peer.ip(), &shared.config.trusted_proxies);
-    // The proxy's port says nothing about the browser.
-    let viewer_addr = if client.via_proxy {
-        SocketAddr::new(client.addr, 0)
-    } else {
-        peer
-    };
-    let accept = match handshake::check(req.method(), req.version(), req.headers()) {
-        Ok(a) => a,
-        Err(e) => {
-            return refuse(
-                shared,
-                Handshake::BadRequest,
-                e.status(),
-                e.reason(),
-                client.addr,
-            )
-        }
-    };
-    if !origin_allowed(shared, &req, client.host.as_deref()) {
-        return refuse(
-            shared,
-            Handshake::OriginRefused,
-            StatusCode::FORBIDDEN,
-            "origin not allowed\n",
-            client.addr,
-        );
-    }
-    let token = token_of(shared, &req);
-    let (route, found) = match find_route(shared, token.as_deref()).await {
-        Ok(r) => r,
-        Err((kind, status, reason)) => return refuse(shared, kind, status, reason, client.addr),
-    };
-    // A route found by its token takes one of the token's places for the session's life.
-    let viewer_slot = match (&shared.per_token, &found) {
-        (Some(viewers), Some((key, _))) => match viewers.acquire(*key) {
-            Some(slot) => Some(slot),
-            None => {
-                return refuse(
-                    shared,
-                    Handshake::TooManyViewers,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many viewers on this link\n",
-                    client.addr,
-                )
+        };
+        let path = req.uri().path();
+        let Some(rel) = self.config.relative_path(path) else {
+            return text_response(StatusCode::NOT_FOUND, "not found\n");
+        };
+        tracing::trace!(client.addr = %peer, tls, path = %redact_query(&rel), "http request");
+        if self.config.expose_metrics {
+            match rel.as_str() {
+                "/healthz" => return text_response(StatusCode::OK, "ok\n"),
+                "/metrics" => {
+                    let mut r = Response::new(Full::new(Bytes::from(self.metrics.render())));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    return r;
+                }
+                _ => {}
             }
-        },
-        _ => None,
-    };
-    shared.metrics.handshake(Handshake::Accepted);
-    let id = next_session_id(shared);
-    let span = tracing::info_span!(
-        "session",
-        session.id = id,
-        client.addr = %client.addr,
-        via_proxy = client.via_proxy,
-        label = route.label.as_deref().unwrap_or(""),
-        target = %route.target,
-    );
-    let mut conn_guard = guard.lock().unwrap_or_else(|p| p.into_inner()).take();
-    // A valid token: from here the connection is a session, no longer pending.
-    if let Some(g) = &mut conn_guard {
-        g.established();
-    }
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let shared2 = shared.clone();
-    let viewer = match (&route.label, found) {
-        (Some(label), Some((key, origin))) => {
-            let sinks = crate::events::ViewerSinks {
-                local: shared.config.viewer_events.clone(),
-                // Another node's route: that node hears of its viewer through the registry.
-                owner: (origin == RouteOrigin::Registry)
-                    .then(|| shared.tokens.owner_events())
-                    .flatten(),
-            };
-            crate::events::ViewerGuard::open(sinks, label.clone(), key, origin, &route, viewer_addr)
         }
-        _ => None,
+        match &self.web {
+            Some(web) => web.respond(&rel, path, head, req.headers()).await,
+            None => text_response(StatusCode::NOT_FOUND, "not found\n"),
+        }
     }
-    // Boxed, like the filter: a session task without one should not carry its size.
-    .map(Box::new);
-    spawn_session(shared, span, async move {
-        let _guard = conn_guard;
-        let _viewer_slot = viewer_slot;
-        let mut viewer = viewer;
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
+
+    /// Refusal of an upgrade: a status and a short reason, before anything is switched.
+    fn refuse(
+        &self,
+        kind: Handshake,
+        status: StatusCode,
+        reason: &'static str,
+        client: IpAddr,
+    ) -> Decision {
+        self.metrics.handshake(kind);
+        tracing::info!(client.addr = %client, status = status.as_u16(), reason, "websocket refused");
+        let mut r = text_response(status, reason);
+        if status == StatusCode::UPGRADE_REQUIRED {
+            r.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        Decision::Respond(r)
+    }
+
+    async fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Decision {
+        let client = self.client_view(&req, peer);
+        let accept = match handshake::check(req.method(), req.version(), req.headers()) {
+            Ok(a) => a,
             Err(e) => {
-                tracing::debug!(error = %e, "upgrade did not complete");
-                return;
+                return self.refuse(Handshake::BadRequest, e.status(), e.reason(), client.addr)
             }
         };
-        let cfg = &shared2.config;
-        let opts = SessionOptions {
-            limits: Limits {
-                read_chunk: cfg.read_chunk,
-                max_frame: cfg.max_frame,
-                max_message: cfg.max_message,
-            },
-            timers: Timers {
-                connect: cfg.connect_timeout,
-                idle: cfg.idle_timeout,
-                heartbeat: cfg.heartbeat,
-                frame: cfg.frame_timeout,
-            },
-            rfb_check: cfg.rfb_check,
-        };
-        let metrics = shared2.metrics.clone();
-        let stop = shared2.shutdown.clone();
-        tracing::info!("session opened");
-        let (end, from_client, to_client) = match upgraded.downcast::<TokioIo<ClientIo>>() {
-            Ok(parts) => {
-                let early = parts.read_buf.len() as u64;
-                let mut io = CountingIo::new(parts.io.into_inner());
-                let end = session::run(&mut io, parts.read_buf, &route, &opts, metrics, stop).await;
-                (end, io.read + early, io.written)
-            }
-            Err(upgraded) => {
-                let mut io = CountingIo::new(TokioIo::new(upgraded));
-                let end = session::run(&mut io, Bytes::new(), &route, &opts, metrics, stop).await;
-                (end, io.read, io.written)
-            }
-        };
-        if let Some(v) = &mut viewer {
-            v.set_bytes(from_client, to_client);
+        if !origin_allowed(&self.config, &req, client.host.as_deref()) {
+            return self.refuse(
+                Handshake::OriginRefused,
+                StatusCode::FORBIDDEN,
+                "origin not allowed\n",
+                client.addr,
+            );
         }
-        shared2.metrics.session_end(end);
-        tracing::info!(reason = end.as_str(), "session closed");
-    });
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept.accept_key);
-    if let Some(p) = accept.protocol {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+        let token = token_of(&self.config, &req);
+        let (route, found) = match self.find_route(token.as_deref()).await {
+            Ok(r) => r,
+            Err((kind, status, reason)) => return self.refuse(kind, status, reason, client.addr),
+        };
+        // A route found by its token takes one of the token's places for the session's life.
+        let viewer_slot = match (&self.per_token, &found) {
+            (Some(viewers), Some((key, _))) => match viewers.acquire(*key) {
+                Some(slot) => Some(slot),
+                None => {
+                    return self.refuse(
+                        Handshake::TooManyViewers,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many viewers on this link\n",
+                        client.addr,
+                    )
+                }
+            },
+            _ => None,
+        };
+        self.metrics.handshake(Handshake::Accepted);
+        let session = Box::new(Admitted {
+            on_upgrade: hyper::upgrade::on(&mut req),
+            route,
+            found,
+            // The proxy's port says nothing about the browser.
+            viewer_addr: if client.via_proxy {
+                SocketAddr::new(client.addr, 0)
+            } else {
+                peer
+            },
+            client,
+            viewer_slot,
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept.accept_key);
+        if let Some(p) = accept.protocol {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+        }
+        Decision::Upgrade { response, session }
     }
-    r
 }
 
 /// The `Origin` rule, where the request's host may also be the one a trusted proxy
 /// received (`X-Forwarded-Host`: the proxy may talk to darts as `127.0.0.1:6080`).
-fn origin_allowed(shared: &Shared, req: &Request<Incoming>, forwarded_host: Option<&str>) -> bool {
-    let allow = &shared.config.allowed_origins;
+fn origin_allowed(
+    config: &GatewayConfig,
+    req: &Request<Incoming>,
+    forwarded_host: Option<&str>,
+) -> bool {
+    let allow = &config.allowed_origins;
     if origin::allowed(req.headers(), allow) {
         return true;
     }
@@ -269,8 +224,8 @@ fn origin_allowed(shared: &Shared, req: &Request<Incoming>, forwarded_host: Opti
 type Refusal = (Handshake, StatusCode, &'static str);
 
 /// The token of an upgrade request: `?token=`, or the `Host` header with `host_token`.
-fn token_of(shared: &Shared, req: &Request<Incoming>) -> Option<String> {
-    if shared.config.host_token {
+fn token_of(config: &GatewayConfig, req: &Request<Incoming>) -> Option<String> {
+    if config.host_token {
         req.headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -284,45 +239,47 @@ fn token_of(shared: &Shared, req: &Request<Incoming>) -> Option<String> {
 /// where the route came from.
 type Found = (Route, Option<(TokenKey, RouteOrigin)>);
 
-/// The route for an upgrade: the token's, or the single default target. Only a token
-/// this gateway does not know may wait on the shared registry, within its bounds.
-async fn find_route(shared: &Shared, token: Option<&str>) -> Result<Found, Refusal> {
-    match token {
-        Some(token) => match shared.tokens.lookup_shared_from(token).await {
-            (Lookup::Found(route), origin) => Ok((route, Some((TokenKey::of(token), origin)))),
-            (Lookup::Expired, _) => Err((
-                Handshake::ExpiredToken,
-                StatusCode::NOT_FOUND,
-                "token expired\n",
-            )),
-            (Lookup::Unavailable, _) => Err((
-                Handshake::RegistryUnavailable,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "token registry unavailable, try again later\n",
-            )),
-            (Lookup::Busy, _) => Err((
-                Handshake::Overloaded,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "token registry busy, try again\n",
-            )),
-            (Lookup::Unknown, _) => match &shared.config.default_target {
-                Some(t) if shared.tokens.is_empty() && !shared.config.host_token => {
-                    Ok((Route::new(t.clone()), None))
-                }
-                _ => Err((
-                    Handshake::UnknownToken,
+impl Router {
+    /// The route for an upgrade: the token's, or the single default target. Only a token
+    /// this gateway does not know may wait on the shared registry, within its bounds.
+    async fn find_route(&self, token: Option<&str>) -> Result<Found, Refusal> {
+        match token {
+            Some(token) => match self.tokens.lookup_shared_from(token).await {
+                (Lookup::Found(route), origin) => Ok((route, Some((TokenKey::of(token), origin)))),
+                (Lookup::Expired, _) => Err((
+                    Handshake::ExpiredToken,
                     StatusCode::NOT_FOUND,
-                    "unknown token\n",
+                    "token expired\n",
+                )),
+                (Lookup::Unavailable, _) => Err((
+                    Handshake::RegistryUnavailable,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token registry unavailable, try again later\n",
+                )),
+                (Lookup::Busy, _) => Err((
+                    Handshake::Overloaded,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token registry busy, try again\n",
+                )),
+                (Lookup::Unknown, _) => match &self.config.default_target {
+                    Some(t) if self.tokens.is_empty() && !self.config.host_token => {
+                        Ok((Route::new(t.clone()), None))
+                    }
+                    _ => Err((
+                        Handshake::UnknownToken,
+                        StatusCode::NOT_FOUND,
+                        "unknown token\n",
+                    )),
+                },
+            },
+            None => match &self.config.default_target {
+                Some(t) => Ok((Route::new(t.clone()), None)),
+                None => Err((
+                    Handshake::MissingToken,
+                    StatusCode::NOT_FOUND,
+                    "token missing: connect with ?token=...\n",
                 )),
             },
-        },
-        None => match &shared.config.default_target {
-            Some(t) => Ok((Route::new(t.clone()), None)),
-            None => Err((
-                Handshake::MissingToken,
-                StatusCode::NOT_FOUND,
-                "token missing: connect with ?token=...\n",
-            )),
-        },
+        }
     }
 }

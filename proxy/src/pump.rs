@@ -15,21 +15,27 @@
 //! Buffers are allocated when data arrives and released when a read finds nothing to do,
 //! so an idle session holds no buffer at all: reads start in a small inline probe.
 
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use crate::config::CLOSE_LINGER;
 use crate::error::SessionEnd;
 use crate::metrics::Metrics;
 use crate::rfb::ClientFilter;
 use crate::ws::close::{self, PeerClose};
-use crate::ws::frame::{self, FrameHeader, Opcode, MAX_SERVER_HEADER};
+use crate::ws::frame::{self, FrameHeader, Opcode};
 use crate::ws::mask;
+use crate::ws::write::OutFrame;
+
+/// How often a streaming session adds its byte counts to the gateway's totals: the
+/// shared counters are touched a few times a second per session, never per write.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
 
 /// Inline bytes a read from an idle peer goes into before any buffer is allocated.
 const PROBE: usize = 256;
@@ -41,6 +47,19 @@ pub struct Limits {
     pub read_chunk: usize,
     pub max_frame: u64,
     pub max_message: u64,
+}
+
+/// Timers of one session; `None` turns one off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timers {
+    /// Longest wait for the target to accept the connection and its RFB handshake.
+    pub connect: Duration,
+    /// No payload either way for this long ends the session.
+    pub idle: Option<Duration>,
+    /// A ping this often; a browser silent for two of them is gone.
+    pub heartbeat: Option<Duration>,
+    /// Longest time a browser may take to finish a frame it started.
+    pub frame: Option<Duration>,
 }
 
 /// A data frame from the browser whose payload is still arriving.
@@ -67,43 +86,6 @@ enum DownState {
     /// Our close frame is written: flush and shut the browser's write side.
     ShuttingDown,
     Done,
-}
-
-/// A frame being written to the browser.
-#[derive(Debug)]
-struct OutFrame {
-    header: [u8; MAX_SERVER_HEADER],
-    header_len: u8,
-    header_pos: u8,
-    payload: Bytes,
-    is_close: bool,
-}
-
-impl OutFrame {
-    fn new(opcode: Opcode, payload: Bytes) -> Self {
-        let mut header = [0u8; MAX_SERVER_HEADER];
-        let header_len = frame::encode_server_header(opcode, payload.len(), &mut header) as u8;
-        Self {
-            header,
-            header_len,
-            header_pos: 0,
-            payload,
-            is_close: opcode == Opcode::Close,
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.header_pos == self.header_len && self.payload.is_empty()
-    }
-
-    /// Consumes `n` written bytes; returns how many of them were payload.
-    fn advance(&mut self, mut n: usize) -> usize {
-        let in_header = n.min(usize::from(self.header_len - self.header_pos));
-        self.header_pos += in_header as u8;
-        n -= in_header;
-        self.payload.advance(n);
-        n
-    }
 }
 
 /// Control frames waiting for the browser direction.
@@ -140,15 +122,32 @@ pub struct Pump<C, B> {
     /// RFB message filter on browser input (view-only, clipboard cap); `None` relays raw.
     filter: Option<Box<ClientFilter>>,
     end: Option<SessionEnd>,
+    counts: Counts,
+    timers: Timers,
+    /// When the next heartbeat ping is due.
+    next_ping: Option<Instant>,
     /// Last payload byte relayed in either direction (idle timeout).
-    pub(crate) last_activity: Instant,
+    last_activity: Instant,
     /// Last frame of any kind from the browser (heartbeat).
-    pub(crate) last_client_frame: Instant,
+    last_client_frame: Instant,
     /// Since when the browser has left a frame unfinished (frame timeout). Set when a
     /// read from the browser would block inside a frame, cleared when a frame is
     /// complete: whole frames never touch the clock for it.
-    pub(crate) partial_frame_since: Option<Instant>,
-    pub(crate) close_sent_at: Option<Instant>,
+    partial_frame_since: Option<Instant>,
+    close_sent_at: Option<Instant>,
+}
+
+/// What a session carried, owned by its pump: plain integers, no shared state per write.
+#[derive(Debug)]
+struct Counts {
+    /// Bytes read from and written to the browser, websocket framing included.
+    client_read: u64,
+    client_written: u64,
+    /// Payload bytes relayed each way, and how much of them the gateway's totals have.
+    to_target: u64,
+    to_client: u64,
+    reported: (u64, u64),
+    reported_at: Instant,
 }
 
 enum Step {
@@ -184,6 +183,16 @@ where
             ctrl: Control::default(),
             filter: None,
             end: None,
+            counts: Counts {
+                client_read: 0,
+                client_written: 0,
+                to_target: 0,
+                to_client: 0,
+                reported: (0, 0),
+                reported_at: now,
+            },
+            timers: Timers::default(),
+            next_ping: None,
             last_activity: now,
             last_client_frame: now,
             partial_frame_since: None,
@@ -195,6 +204,89 @@ where
     pub fn with_filter(mut self, filter: Option<Box<ClientFilter>>) -> Self {
         self.filter = filter;
         self
+    }
+
+    /// Bytes read from and written to the browser so far, websocket framing included.
+    pub fn client_traffic(&self) -> (u64, u64) {
+        (self.counts.client_read, self.counts.client_written)
+    }
+
+    /// Payload was relayed: the idle clock restarts, and every `REPORT_EVERY` the
+    /// gateway's byte totals are brought up to date.
+    fn note_activity(&mut self) {
+        let now = Instant::now();
+        self.last_activity = now;
+        if now >= self.counts.reported_at + REPORT_EVERY {
+            self.report(now);
+        }
+    }
+
+    fn report(&mut self, now: Instant) {
+        let c = &mut self.counts;
+        self.metrics
+            .to_target((c.to_target - c.reported.0) as usize);
+        self.metrics
+            .to_client((c.to_client - c.reported.1) as usize);
+        c.reported = (c.to_target, c.to_client);
+        c.reported_at = now;
+    }
+
+    /// Applies the session's timers, from now.
+    pub fn with_timers(mut self, timers: Timers) -> Self {
+        self.timers = timers;
+        self.next_ping = timers.heartbeat.map(|h| Instant::now() + h);
+        self
+    }
+
+    /// The soonest instant at which `on_deadline` has something to do, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let t = &self.timers;
+        let idle = t.idle.map(|d| self.last_activity + d);
+        let linger = self.close_sent_at.map(|at| at + CLOSE_LINGER);
+        let frame = t.frame.zip(self.partial_frame_since).map(|(d, at)| at + d);
+        [idle, self.next_ping, linger, frame]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Acts on every timer due at `now`: the close linger over ends the session (its
+    /// reason returned), an unfinished frame, idleness or an unanswered heartbeat start
+    /// a close, and a due heartbeat sends a ping.
+    pub fn on_deadline(&mut self, now: Instant) -> Option<SessionEnd> {
+        if let Some(sent) = self.close_sent_at {
+            if now >= sent + CLOSE_LINGER {
+                return Some(self.end.unwrap_or(SessionEnd::Closed));
+            }
+        }
+        let t = self.timers;
+        if let (Some(limit), Some(since)) = (t.frame, self.partial_frame_since) {
+            if now >= since + limit {
+                tracing::info!(after = ?limit, "browser left a frame unfinished; closing");
+                self.frame_timed_out();
+            }
+        }
+        if let Some(idle) = t.idle {
+            if now >= self.last_activity + idle {
+                self.close(close::NORMAL, "idle timeout", SessionEnd::IdleTimeout);
+            }
+        }
+        if let (Some(h), Some(at)) = (t.heartbeat, self.next_ping) {
+            if now >= at {
+                // Two beats and a little slack without a frame: the browser is gone.
+                if now >= self.last_client_frame + 2 * h + Duration::from_millis(100) {
+                    self.close(
+                        close::GOING_AWAY,
+                        "heartbeat not answered",
+                        SessionEnd::HeartbeatTimeout,
+                    );
+                } else {
+                    self.ping();
+                }
+                self.next_ping = Some(now + h);
+            }
+        }
+        None
     }
 
     /// Starts the closing handshake with `code`; `end` is what the session will report.
@@ -256,8 +348,8 @@ where
                     }
                     Poll::Ready(Ok(n)) => {
                         self.up_out.advance(n);
-                        self.metrics.to_target(n);
-                        self.last_activity = Instant::now();
+                        self.counts.to_target += n as u64;
+                        self.note_activity();
                         self.target_needs_flush = true;
                         step = Step::Progress;
                         if self.up_out.is_empty() {
@@ -308,7 +400,10 @@ where
                     self.up_state = UpState::Draining;
                     step = Step::Progress;
                 }
-                Poll::Ready(Ok(_)) => step = Step::Progress,
+                Poll::Ready(Ok(n)) => {
+                    self.counts.client_read += n as u64;
+                    step = Step::Progress;
+                }
                 Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
                 Poll::Pending => {
                     // The browser has nothing more for now: is it inside a frame?
@@ -476,24 +571,21 @@ where
         loop {
             // 1. Finish the frame being written.
             if let Some(f) = &mut self.down_frame {
-                let slices = [
-                    IoSlice::new(&f.header[usize::from(f.header_pos)..usize::from(f.header_len)]),
-                    IoSlice::new(&f.payload),
-                ];
-                match Pin::new(&mut self.client).poll_write_vectored(cx, &slices) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
-                    Poll::Ready(Ok(n)) => {
-                        let payload = f.advance(n);
-                        self.client_needs_flush = true;
-                        if payload > 0 && !f.is_close {
-                            self.metrics.to_client(payload);
-                            self.last_activity = Instant::now();
-                        }
+                match f.poll_write(cx, &mut self.client) {
+                    Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
+                    Poll::Ready(Ok((written, payload))) => {
+                        let is_close = f.opcode() == Opcode::Close;
                         if f.is_done() {
-                            if f.is_close {
+                            if is_close {
                                 self.down_state = DownState::ShuttingDown;
                             }
                             self.down_frame = None;
+                        }
+                        self.counts.client_written += written as u64;
+                        self.client_needs_flush = true;
+                        if payload > 0 && !is_close {
+                            self.counts.to_client += payload as u64;
+                            self.note_activity();
                         }
                         step = Step::Progress;
                         continue;
@@ -568,6 +660,17 @@ where
                 Poll::Pending => return Ok(step),
             }
         }
+    }
+}
+
+impl<C, B> Drop for Pump<C, B> {
+    /// The rest of the byte counts reach the gateway's totals however the session ended.
+    fn drop(&mut self) {
+        let c = &self.counts;
+        self.metrics
+            .to_target((c.to_target - c.reported.0) as usize);
+        self.metrics
+            .to_client((c.to_client - c.reported.1) as usize);
     }
 }
 

@@ -1,46 +1,244 @@
-//! One websocket session from upgrade to close: connect the target, run the pump, and
-//! apply the idle timeout, heartbeat, close linger and shutdown around it.
+//! One websocket session from upgrade to close. `Sessions::start` owns the task: it
+//! awaits hyper's upgrade, reports the viewer, connects the target, runs the RFB
+//! preparation and the pump with its timers, and counts the session at close.
 
 use std::future::poll_fn;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
-use crate::config::CLOSE_LINGER;
+use crate::client::ClientIo;
+use crate::config::GatewayConfig;
 use crate::error::SessionEnd;
+use crate::events::{RouteOrigin, ViewerGuard, ViewerSinks};
+use crate::forwarded::ClientView;
 use crate::metrics::Metrics;
-use crate::pump::{Limits, Pump};
+use crate::per_token::ViewerSlot;
+use crate::pump::{Limits, Pump, Timers};
 use crate::rfb::{self, browser::BrowserError, browser::BrowserLink, ClientFilter};
 use crate::target::Backend;
-use crate::token::Route;
+use crate::token::{Route, TokenKey, TokenMap};
 use crate::ws::close;
-use crate::ws::frame::{encode_server_header, Opcode, MAX_SERVER_HEADER};
+use crate::ws::frame::Opcode;
+use crate::ws::write::{send_close, write_frame};
 use darts_vnc::server::ServerHandshake;
 
-/// Timers of one session.
-#[derive(Debug, Clone, Copy)]
-pub struct Timers {
-    pub connect: Duration,
-    pub idle: Option<Duration>,
-    pub heartbeat: Option<Duration>,
-    /// Longest time a browser may take to finish a frame it started.
-    pub frame: Option<Duration>,
+/// A websocket accepted for a route, not yet switched: what routing decided.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Resolves to the connection once hyper has sent the `101`.
+    pub(crate) on_upgrade: OnUpgrade,
+    pub(crate) route: Route,
+    /// The token's digest and where its route came from, when a token named it.
+    pub(crate) found: Option<(TokenKey, RouteOrigin)>,
+    /// The client after trusted proxies.
+    pub(crate) client: ClientView,
+    /// The address viewer events name (no port behind a proxy).
+    pub(crate) viewer_addr: SocketAddr,
+    /// One of the token's `max_viewers_per_token` places, held for the session's life.
+    pub(crate) viewer_slot: Option<ViewerSlot>,
 }
 
-/// Runs a session on an upgraded browser connection until it ends.
+/// Starts and tracks the sessions of one gateway; its options are built once per bind.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    opts: SessionOptions,
+    metrics: Arc<Metrics>,
+    tokens: Arc<TokenMap>,
+    viewer_events: Option<crate::events::ViewerEvents>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    next_id: AtomicU64,
+}
+
+impl Sessions {
+    pub(crate) fn new(
+        config: &GatewayConfig,
+        metrics: Arc<Metrics>,
+        tokens: Arc<TokenMap>,
+    ) -> Self {
+        Self {
+            opts: SessionOptions {
+                limits: Limits {
+                    read_chunk: config.read_chunk,
+                    max_frame: config.max_frame,
+                    max_message: config.max_message,
+                },
+                timers: Timers {
+                    connect: config.connect_timeout,
+                    idle: config.idle_timeout,
+                    heartbeat: config.heartbeat,
+                    frame: config.frame_timeout,
+                },
+                rfb_check: config.rfb_check,
+            },
+            metrics,
+            tokens,
+            viewer_events: config.viewer_events.clone(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Runs `admitted` as a task under this gateway's tracker. `hold` (the connection's
+    /// admission) is kept until the session ends.
+    pub(crate) fn start<H: Send + 'static>(self: &Arc<Self>, admitted: Box<Admitted>, hold: H) {
+        let Admitted {
+            on_upgrade,
+            route,
+            found,
+            client,
+            viewer_addr,
+            viewer_slot,
+        } = *admitted;
+        let span = tracing::info_span!(
+            "session",
+            session.id = self.next_id.fetch_add(1, Ordering::Relaxed),
+            client.addr = %client.addr,
+            via_proxy = client.via_proxy,
+            label = route.label.as_deref().unwrap_or(""),
+            target = %route.target,
+        );
+        let viewer = match (&route.label, found) {
+            (Some(label), Some((key, origin))) => {
+                let sinks = ViewerSinks {
+                    local: self.viewer_events.clone(),
+                    // Another node's route: that node hears of its viewer through the registry.
+                    owner: (origin == RouteOrigin::Registry)
+                        .then(|| self.tokens.owner_events())
+                        .flatten(),
+                };
+                ViewerGuard::open(sinks, label.clone(), key, origin, &route, viewer_addr)
+            }
+            _ => None,
+        }
+        // Boxed, like the filter: a session task without one should not carry its size.
+        .map(Box::new);
+        let this = self.clone();
+        let task = async move {
+            let _hold = hold;
+            let _viewer_slot = viewer_slot;
+            let mut viewer = viewer;
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade did not complete");
+                    return;
+                }
+            };
+            tracing::info!("session opened");
+            let (metrics, stop) = (this.metrics.clone(), this.shutdown.clone());
+            // Hyper hands back the connection it was given, so the pump owns the socket
+            // with no layer in between; anything else is served through hyper's wrapper.
+            let (end, traffic) = match upgraded.downcast::<TokioIo<ClientIo>>() {
+                Ok(parts) => {
+                    let early = parts.read_buf.len() as u64;
+                    let (end, (read, written)) = run(
+                        parts.io.into_inner(),
+                        parts.read_buf,
+                        &route,
+                        &this.opts,
+                        metrics,
+                        stop,
+                    )
+                    .await;
+                    (end, (read + early, written))
+                }
+                Err(upgraded) => {
+                    run(
+                        TokioIo::new(upgraded),
+                        Bytes::new(),
+                        &route,
+                        &this.opts,
+                        metrics,
+                        stop,
+                    )
+                    .await
+                }
+            };
+            if let Some(v) = &mut viewer {
+                v.set_bytes(traffic.0, traffic.1);
+            }
+            this.metrics.session_end(end);
+            tracing::info!(reason = end.as_str(), "session closed");
+        };
+        self.tasks.spawn(task.instrument(span));
+    }
+
+    /// Tells every session to close (`1001`) and stops taking new ones.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+    }
+
+    /// Waits until every session task has ended.
+    pub(crate) async fn wait(&self) {
+        self.tasks.wait().await;
+    }
+
+    /// Cancelled when the gateway shuts down.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}
+
+/// Runs a session on an upgraded browser connection until it ends. Returns why, and
+/// the bytes read from and written to the browser (websocket framing included).
 pub async fn run<C>(
-    mut client: C,
+    client: C,
     early: Bytes,
     route: &Route,
     opts: &SessionOptions,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-) -> SessionEnd
+) -> (SessionEnd, (u64, u64))
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    // The few bytes before the pump are counted by a wrapper; the pump counts its own.
+    let mut counted = Counted::new(client);
+    match connect_and_prepare(&mut counted, early, route, opts, &shutdown).await {
+        Ok((backend, early, filter)) => {
+            let Counted {
+                inner,
+                read,
+                written,
+            } = counted;
+            tracing::debug!(target = %route.target, security = route.security.name(), view_only = route.view_only, "target ready");
+            metrics.session_opened();
+            let pump = Pump::new(inner, backend, early, opts.limits, metrics.clone())
+                .with_filter(filter)
+                .with_timers(opts.timers);
+            let (end, (r, w)) = drive(pump, &shutdown).await;
+            metrics.session_closed();
+            (end, (read + r, written + w))
+        }
+        Err(end) => (end, (counted.read, counted.written)),
+    }
+}
+
+/// Connects the target and runs the RFB phase; on failure the browser has been told.
+async fn connect_and_prepare<C>(
+    client: &mut C,
+    early: Bytes,
+    route: &Route,
+    opts: &SessionOptions,
+    shutdown: &CancellationToken,
+) -> Result<(Backend, Bytes, Option<Box<ClientFilter>>), SessionEnd>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -49,8 +247,8 @@ where
     let backend = tokio::select! {
         r = target.connect(timers.connect) => r,
         _ = shutdown.cancelled() => {
-            send_close(&mut client, close::GOING_AWAY, "server shutting down").await;
-            return SessionEnd::Shutdown;
+            send_close(client, close::GOING_AWAY, "server shutting down").await;
+            return Err(SessionEnd::Shutdown);
         }
     };
     let backend = match backend {
@@ -59,40 +257,35 @@ where
             tracing::warn!(%target, error = %e, "target unreachable");
             let reason = "The VNC server is not answering";
             if opts.rfb_check || route.security.terminates() {
-                rfb::browser::refuse(&mut client, early, reason, timers.connect).await;
+                rfb::browser::refuse(client, early, reason, timers.connect).await;
             } else {
                 send_close(
-                    &mut client,
+                    client,
                     close::INTERNAL_ERROR,
                     "cannot connect to the VNC server",
                 )
                 .await;
             }
-            return SessionEnd::TargetConnect;
+            return Err(SessionEnd::TargetConnect);
         }
     };
     // One filter for the whole connection: the bytes that came with ClientInit and all
     // later ones go through the same state, so a message cut anywhere stays one message.
     let mut filter = route.filter();
     let prepared = tokio::select! {
-        r = prepare(&mut client, early, backend, route, &mut filter, opts) => r,
+        r = prepare(client, early, backend, route, &mut filter, opts) => r,
         _ = shutdown.cancelled() => Err(SessionEnd::Shutdown),
     };
     let (backend, early) = match prepared {
         Ok(p) => p,
         Err(end) => {
             if end == SessionEnd::Shutdown {
-                send_close(&mut client, close::GOING_AWAY, "server shutting down").await;
+                send_close(client, close::GOING_AWAY, "server shutting down").await;
             }
-            return end;
+            return Err(end);
         }
     };
-    tracing::debug!(%target, security = route.security.name(), view_only = route.view_only, "target ready");
-    metrics.session_opened();
-    let pump = Pump::new(client, backend, early, opts.limits, metrics.clone()).with_filter(filter);
-    let end = drive(pump, timers, &shutdown).await;
-    metrics.session_closed();
-    end
+    Ok((backend, early, filter))
 }
 
 /// What a session needs beyond its route.
@@ -127,12 +320,10 @@ where
             return Ok((backend, early));
         }
         return match rfb::backend::check_version(&mut backend, deadline).await {
-            Ok(version) => {
-                match rfb::browser::write_frame(client, Opcode::Binary, &version).await {
-                    Ok(()) => Ok((backend, early)),
-                    Err(_) => Err(SessionEnd::ClientIo),
-                }
-            }
+            Ok(version) => match write_frame(client, Opcode::Binary, &version).await {
+                Ok(()) => Ok((backend, early)),
+                Err(_) => Err(SessionEnd::ClientIo),
+            },
             Err(e) => {
                 tracing::warn!(target = %route.target, error = %e, "target refused");
                 rfb::browser::refuse(client, early, e.browser_reason(), deadline).await;
@@ -203,61 +394,34 @@ where
     Ok((backend, raw))
 }
 
-/// Runs a pump with its timers until it ends.
+/// Runs a pump until it ends, sleeping until its next deadline in between. Returns why,
+/// and the pump's byte counts on the browser side (read, written).
 pub async fn drive<C, B>(
     mut pump: Pump<C, B>,
-    timers: Timers,
     shutdown: &CancellationToken,
-) -> SessionEnd
+) -> (SessionEnd, (u64, u64))
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut next_ping = timers.heartbeat.map(|h| Instant::now() + h);
     let mut stopping = false;
     loop {
-        let deadline = next_deadline(&pump, timers, next_ping);
+        let deadline = pump.next_deadline();
         // The pump itself may start a deadline sooner than the armed one (our close frame
         // sent, a frame left unfinished): then the loop turns to re-arm the sleep.
         let pumped = poll_fn(|cx| match pump.poll(cx) {
             Poll::Ready(end) => Poll::Ready(Some(end)),
-            Poll::Pending if sooner(next_deadline(&pump, timers, next_ping), deadline) => {
-                Poll::Ready(None)
-            }
+            Poll::Pending if sooner(pump.next_deadline(), deadline) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         });
         tokio::select! {
             end = pumped => match end {
-                Some(end) => return end,
+                Some(end) => return (end, pump.client_traffic()),
                 None => continue,
             },
             () = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                let now = Instant::now();
-                if let Some(sent) = pump.close_sent_at {
-                    if now >= sent + CLOSE_LINGER {
-                        return pump.end_reason().unwrap_or(SessionEnd::Closed);
-                    }
-                }
-                if let (Some(limit), Some(since)) = (timers.frame, pump.partial_frame_since) {
-                    if now >= since + limit {
-                        tracing::info!(after = ?limit, "browser left a frame unfinished; closing");
-                        pump.frame_timed_out();
-                    }
-                }
-                if let Some(idle) = timers.idle {
-                    if now >= pump.last_activity + idle {
-                        pump.close(close::NORMAL, "idle timeout", SessionEnd::IdleTimeout);
-                    }
-                }
-                if let (Some(h), Some(at)) = (timers.heartbeat, next_ping) {
-                    if now >= at {
-                        if now >= pump.last_client_frame + 2 * h + Duration::from_millis(100) {
-                            pump.close(close::GOING_AWAY, "heartbeat not answered", SessionEnd::HeartbeatTimeout);
-                        } else {
-                            pump.ping();
-                        }
-                        next_ping = Some(now + h);
-                    }
+                if let Some(end) = pump.on_deadline(Instant::now()) {
+                    return (end, pump.client_traffic());
                 }
             }
             () = shutdown.cancelled(), if !stopping => {
@@ -266,20 +430,6 @@ where
             }
         }
     }
-}
-
-fn next_deadline<C, B>(
-    pump: &Pump<C, B>,
-    timers: Timers,
-    next_ping: Option<Instant>,
-) -> Option<Instant> {
-    let idle = timers.idle.map(|d| pump.last_activity + d);
-    let linger = pump.close_sent_at.map(|t| t + CLOSE_LINGER);
-    let frame = timers
-        .frame
-        .zip(pump.partial_frame_since)
-        .map(|(d, t)| t + d);
-    [idle, next_ping, linger, frame].into_iter().flatten().min()
 }
 
 /// True when `new` is a deadline and comes before `armed` (or nothing is armed).
@@ -291,17 +441,75 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// Best-effort close frame on a connection that never reached the pump.
-pub async fn send_close<C: AsyncWrite + Unpin>(client: &mut C, code: u16, reason: &str) {
-    let payload = close::payload(code, reason);
-    let mut header = [0u8; MAX_SERVER_HEADER];
-    let n = encode_server_header(Opcode::Close, payload.len(), &mut header);
-    let mut frame = Vec::with_capacity(n + payload.len());
-    frame.extend_from_slice(&header[..n]);
-    frame.extend_from_slice(&payload);
-    let write = async {
-        client.write_all(&frame).await?;
-        client.shutdown().await
-    };
-    let _ = tokio::time::timeout(CLOSE_LINGER, write).await;
+/// A browser connection that counts what it reads and writes, for the RFB phase before
+/// the pump (which counts its own): plain integers owned by the session task.
+#[derive(Debug)]
+struct Counted<C> {
+    inner: C,
+    read: u64,
+    written: u64,
+}
+
+impl<C> Counted<C> {
+    fn new(inner: C) -> Self {
+        Self {
+            inner,
+            read: 0,
+            written: 0,
+        }
+    }
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Counted<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Counted<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.written += n as u64;
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.written += n as u64;
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }

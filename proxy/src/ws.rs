@@ -4,3 +4,4 @@ pub mod close;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod write;

@@ -30,7 +30,6 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use darts_proxy::app::{App, AppContext, AppFuture};
-use darts_proxy::forwarded::{self, TrustedProxies};
 use http::{header, HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 
@@ -83,25 +82,18 @@ struct Inner {
     listen_base: Arc<OnceLock<String>>,
     /// Peers (`fallback_servers`) and the node-to-node machinery.
     nodes: Arc<crate::nodes::Nodes>,
-    /// `service_trusted_proxies`, parsed once (a restart setting) by the gateway's own
-    /// parser: the one definition of a trusted proxy.
-    trusted: Arc<TrustedProxies>,
 }
 
 impl DartsApp {
     pub fn new(opts: ApiOptions) -> Self {
         let free = opts.manager.config().login_max_failures;
         let per_user = opts.manager.config().login_max_per_user;
-        let trusted = Arc::new(TrustedProxies::parse_valid(
-            &opts.manager.config().service_trusted_proxies,
-        ));
         Self {
             inner: Arc::new(RwLock::new(Arc::new(Inner {
                 manager: opts.manager,
                 login: opts.login,
                 mailer: opts.mailer,
                 open: opts.open,
-                trusted,
                 prefix: opts.prefix.trim_end_matches('/').to_owned(),
                 logins: Arc::new(Logins::new(per_user)),
                 backoff: Arc::new(Backoff::new(free)),
@@ -145,7 +137,6 @@ impl DartsApp {
             mfa: old.mfa.clone(),
             listen_base: old.listen_base.clone(),
             nodes: old.nodes.clone(),
-            trusted: old.trusted.clone(),
         });
     }
 }
@@ -213,9 +204,9 @@ impl Inner {
         let raw_path = req.uri().path().to_owned();
         let config = self.manager.config();
         let (parts, body) = req.into_parts();
-        // One reading of the forwarding headers, by the gateway's own rule, decides the
-        // client, whether its proxy is believed, and the scheme it used.
-        let view = forwarded::resolve(&parts.headers, ctx.peer.ip(), &self.trusted);
+        // One reading of the forwarding headers, the gateway's (its trusted proxies),
+        // decides the client, whether its proxy is believed, and the scheme it used.
+        let view = ctx.client;
         let (client, from_proxy) = (view.addr, view.via_proxy);
         let https = ctx.tls || view.https == Some(true);
         if self.open && !config.allow_open_access && wire::maybe_remote(&parts.headers, &view) {

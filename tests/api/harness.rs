@@ -88,7 +88,7 @@ impl Web {
             Mail::Off => None,
         };
         let tokens = Arc::new(TokenMap::new());
-        let manager = Manager::start(config, tokens.clone()).await.unwrap();
+        let manager = Manager::start(config.clone(), tokens.clone()).await.unwrap();
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(manager.clone().follow_viewers(events_rx));
         let app = DartsApp::new(ApiOptions {
@@ -103,6 +103,9 @@ impl Web {
         gw.web_dir = Some(qemu::repo_path("web/novnc"));
         gw.viewer_events = Some(events_tx);
         gw.app = Some(Arc::new(app.clone()));
+        // The gateway tells the application who the client is, after these proxies.
+        gw.trusted_proxies =
+            darts_proxy::forwarded::TrustedProxies::parse(&config.service_trusted_proxies).unwrap();
         let gateway = Gateway::bind(gw, tokens).await.unwrap();
         let mut addr = gateway.local_addr();
         if addr.ip().is_unspecified() {

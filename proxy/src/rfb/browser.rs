@@ -11,8 +11,9 @@ use darts_vnc::RfbError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ws::close;
-use crate::ws::frame::{self, encode_server_header, Opcode, MAX_SERVER_HEADER};
+use crate::ws::frame::{self, Opcode};
 use crate::ws::mask;
+use crate::ws::write::{send_close, write_frame};
 
 /// Largest frame accepted from the browser during the handshake.
 const MAX_HANDSHAKE_FRAME: u64 = 64 * 1024;
@@ -148,21 +149,6 @@ impl<'a, C: AsyncRead + AsyncWrite + Unpin> BrowserLink<'a, C> {
     }
 }
 
-/// Writes one unmasked server frame.
-pub async fn write_frame<C: AsyncWrite + Unpin>(
-    client: &mut C,
-    opcode: Opcode,
-    payload: &[u8],
-) -> io::Result<()> {
-    let mut header = [0u8; MAX_SERVER_HEADER];
-    let n = encode_server_header(opcode, payload.len(), &mut header);
-    let mut frame = Vec::with_capacity(n + payload.len());
-    frame.extend_from_slice(&header[..n]);
-    frame.extend_from_slice(payload);
-    client.write_all(&frame).await?;
-    client.flush().await
-}
-
 /// Tells the browser, in RFB terms, that the VNC server cannot be used, then closes the
 /// websocket with 1011. noVNC shows `reason`.
 pub async fn refuse<C: AsyncRead + AsyncWrite + Unpin>(
@@ -176,5 +162,5 @@ pub async fn refuse<C: AsyncRead + AsyncWrite + Unpin>(
         let _ = link.handshake(ServerHandshake::refusing(reason)).await;
     };
     let _ = tokio::time::timeout(timeout, attempt).await;
-    crate::session::send_close(client, close::INTERNAL_ERROR, reason).await;
+    send_close(client, close::INTERNAL_ERROR, reason).await;
 }

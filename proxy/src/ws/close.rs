@@ -2,6 +2,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// Longest payload a control frame (close, ping, pong) may carry (RFC 6455 §5.5).
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
 pub const NORMAL: u16 = 1000;
 pub const GOING_AWAY: u16 = 1001;
 pub const PROTOCOL_ERROR: u16 = 1002;
@@ -40,7 +43,7 @@ pub fn parse(payload: &[u8]) -> PeerClose {
 
 /// Builds a close payload; the reason is cut to fit the 125-byte control-frame limit.
 pub fn payload(code: u16, reason: &str) -> Bytes {
-    let mut cut = reason.len().min(super::frame::MAX_CONTROL_PAYLOAD - 2);
+    let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }

@@ -23,8 +23,7 @@ use std::fmt;
 
 /// Longest header a server writes: 2 bytes + 8 bytes of extended length, never a mask.
 pub const MAX_SERVER_HEADER: usize = 10;
-/// Longest payload a control frame (close, ping, pong) may carry (RFC 6455 §5.5).
-pub const MAX_CONTROL_PAYLOAD: usize = 125;
+pub use super::close::MAX_CONTROL_PAYLOAD;
 
 /// Frame opcodes (RFC 6455 §5.2). Reserved opcodes are rejected while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
