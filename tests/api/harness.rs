@@ -88,7 +88,9 @@ impl Web {
             Mail::Off => None,
         };
         let tokens = Arc::new(TokenMap::new());
-        let manager = Manager::start(config.clone(), tokens.clone()).await.unwrap();
+        let manager = Manager::start(config.clone(), tokens.clone())
+            .await
+            .unwrap();
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(manager.clone().follow_viewers(events_rx));
         let app = DartsApp::new(ApiOptions {
