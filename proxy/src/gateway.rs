@@ -130,11 +130,12 @@ impl Gateway {
         let admission = Arc::new(Semaphore::new(config.max_connections));
         let per_address = AddressLimits::new(config.max_connections_per_ip);
         let per_token = TokenViewers::new(config.max_viewers_per_token);
+        let metrics = Arc::new(Metrics::with_viewer_events(config.viewer_events.as_ref()));
         let shared = Arc::new(Shared {
             config,
             tokens,
             tls,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             web,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),

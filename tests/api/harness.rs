@@ -89,7 +89,8 @@ impl Web {
         };
         let tokens = Arc::new(TokenMap::new());
         let manager = Manager::start(config, tokens.clone()).await.unwrap();
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (events_tx, events_rx) =
+            darts_proxy::ViewerEvents::channel(darts_proxy::events::VIEWER_EVENT_QUEUE);
         tokio::spawn(manager.clone().follow_viewers(events_rx));
         let app = DartsApp::new(ApiOptions {
             manager,
