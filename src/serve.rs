@@ -63,7 +63,8 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(path) = &audit.options().json {
         tracing::info!(file = %path.display(), "audit log");
     }
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events_tx, events_rx) =
+        darts_proxy::ViewerEvents::channel(darts_proxy::events::VIEWER_EVENT_QUEUE);
     let tokens = Arc::new(token_map(&config, events_tx.clone())?);
     let mut gw = GatewayConfig::new(listen);
     gw.web_prefix = web_prefix(&config.service_reverse_proxy);

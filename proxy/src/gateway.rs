@@ -133,7 +133,7 @@ impl Gateway {
         let per_address = AddressLimits::new(config.max_connections_per_ip);
         let per_token = TokenViewers::new(config.max_viewers_per_token);
         let config = Arc::new(config);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_viewer_events(config.viewer_events.as_ref()));
         let sessions = Arc::new(Sessions::new(&config, metrics.clone(), tokens.clone()));
         let shared = Arc::new(Shared {
             router: Router {

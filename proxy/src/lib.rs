@@ -34,7 +34,9 @@ pub mod ws;
 
 pub use config::GatewayConfig;
 pub use error::{ProxyError, SessionEnd};
-pub use events::{RouteOrigin, ViewerChange, ViewerEvent, ViewerEvents};
+pub use events::{
+    OpenViewers, RouteOrigin, ViewerChange, ViewerEvent, ViewerEvents, ViewerEventsRx,
+};
 pub use gateway::{Gateway, GatewayHandle};
 pub use target::Target;
 pub use token::{Lookup, Route, TokenFileSource, TokenMap};

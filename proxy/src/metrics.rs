@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::error::SessionEnd;
+use crate::events::{EventsShared, ViewerEvents};
 
 /// Outcome of a websocket upgrade request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +97,19 @@ pub struct Metrics {
     tls_reloads_ok: AtomicU64,
     tls_reloads_failed: AtomicU64,
     http_requests: AtomicU64,
+    /// The viewer event channel's drop count, kept by its senders.
+    viewer_events: Option<std::sync::Arc<EventsShared>>,
 }
 
 impl Metrics {
+    /// Counters that also show how many of `events` were dropped.
+    pub fn with_viewer_events(events: Option<&ViewerEvents>) -> Self {
+        Self {
+            viewer_events: events.map(ViewerEvents::shared),
+            ..Self::default()
+        }
+    }
+
     pub fn connection_opened(&self, tls: bool) {
         self.connections_open.fetch_add(1, Relaxed);
         self.connections_total.fetch_add(1, Relaxed);
@@ -288,6 +299,14 @@ impl Metrics {
             "Plain HTTP requests served.",
             &one(load(&self.http_requests)),
         );
+        metric(
+            "darts_viewer_events_dropped_total",
+            "counter",
+            "Viewer events dropped because their queue was full (viewer counts are then re-synced).",
+            &one(i128::from(
+                self.viewer_events.as_ref().map_or(0, |e| e.dropped()),
+            )),
+        );
         out
     }
 }
@@ -314,5 +333,31 @@ mod tests {
         assert!(text.contains("darts_handshakes_total{result=\"unknown_token\"} 1\n"));
         assert!(text.contains("darts_session_ends_total{reason=\"idle_timeout\"} 1\n"));
         assert!(text.contains("# TYPE darts_bytes_total counter"));
+        assert!(text.contains("darts_viewer_events_dropped_total 0\n"));
+    }
+
+    #[test]
+    fn counts_the_viewer_events_dropped() {
+        let (tx, _rx) = ViewerEvents::channel(1);
+        let m = Metrics::with_viewer_events(Some(&tx));
+        let event = crate::events::ViewerEvent {
+            label: "s".into(),
+            key: crate::token::TokenKey::of("t"),
+            origin: crate::events::RouteOrigin::Own,
+            change: crate::events::ViewerChange::Opened,
+            one_shot: false,
+            view_only: false,
+            client: "192.0.2.1:1".parse().unwrap(),
+            traffic: None,
+        };
+        for _ in 0..3 {
+            tx.send(event.clone());
+        }
+        let text = m.render();
+        assert!(text.contains("# TYPE darts_viewer_events_dropped_total counter\n"));
+        assert!(
+            text.contains("\ndarts_viewer_events_dropped_total 2\n"),
+            "{text}"
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use darts_proxy::rfb::BackendSecurity;
 use darts_proxy::token::TokenKey;
-use darts_proxy::{Route, RouteOrigin, TokenMap, ViewerChange, ViewerEvent};
+use darts_proxy::{
+    OpenViewers, Route, RouteOrigin, TokenMap, ViewerChange, ViewerEvent, ViewerEventsRx,
+};
 use darts_vnc::vnc_auth::Password;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -198,7 +200,12 @@ pub(super) const FINISH_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(super) struct Live {
     pub record: Mutex<SessionRecord>,
+    /// Viewers through this node's gateway: kept from its events, re-synced from its
+    /// ledger when events were dropped.
     pub viewers: AtomicUsize,
+    /// Viewers through other gateways, as they reported them (events only: their
+    /// gateways' ledgers are not readable from here).
+    pub peer_viewers: AtomicUsize,
     /// Set once the monitor task runs (after creation).
     pub control: Mutex<Option<mpsc::Sender<Control>>>,
     /// A stop asked while the session was being created, for the monitor to act on as
@@ -213,6 +220,7 @@ impl Live {
         Arc::new(Self {
             record: Mutex::new(record),
             viewers: AtomicUsize::new(0),
+            peer_viewers: AtomicUsize::new(0),
             control: Mutex::new(None),
             stop_wanted: Mutex::new(None),
             ended: CancellationToken::new(),
@@ -512,37 +520,82 @@ impl Manager {
     /// Feeds viewer events from this node's gateway and, through the shared registry,
     /// from other gateways: counts viewers, and ends a one-shot session when its
     /// connection closes. Acts only on events for a token of the labelled session
-    /// itself (`owns_viewer_event`), so a label alone never reaches a session.
-    pub async fn follow_viewers(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<ViewerEvent>) {
-        while let Some(ev) = events.recv().await {
-            let live = lock(&self.sessions).get(&*ev.label).cloned();
-            let live = live.filter(|l| owns_viewer_event(&lock(&l.record), &ev));
-            // A viewer cut by its session's end still gets its line (owner unknown by then).
-            let owner = live.as_ref().map(|l| lock(&l.record).user.clone());
-            if ev.origin != RouteOrigin::Peer || live.is_some() {
-                crate::audit::viewer(&ev, owner.as_deref().unwrap_or(""));
+    /// itself (`owns_viewer_event`), so a label alone never reaches a session. When the
+    /// gateway had to drop events (its queue was full), re-syncs from its ledger.
+    pub async fn follow_viewers(self: Arc<Self>, mut events: ViewerEventsRx) {
+        loop {
+            tokio::select! {
+                // Drops are rare; checked first so a busy queue cannot postpone them.
+                biased;
+                () = events.dropped() => self.resync_viewers(&mut events),
+                ev = events.recv() => match ev {
+                    Some(ev) => self.viewer_event(ev),
+                    None => return,
+                },
             }
-            let Some(live) = live else {
-                if ev.origin != RouteOrigin::Own {
-                    tracing::debug!(session = %ev.label, key = ?ev.key, origin = ?ev.origin, "viewer event for a route this node did not publish: ignored");
-                }
-                continue;
-            };
-            match ev.change {
-                ViewerChange::Opened => {
-                    live.viewers.fetch_add(1, Ordering::Relaxed);
-                }
-                ViewerChange::Closed => {
-                    let _ = live
-                        .viewers
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-                    if ev.one_shot && self.service_stopping() {
-                        tracing::info!(session = %ev.label, "one-shot viewer cut by darts' stop: session kept");
-                    } else if ev.one_shot {
-                        self.request_stop(&live, "one-shot connection closed");
-                    }
+        }
+    }
+
+    fn viewer_event(&self, ev: ViewerEvent) {
+        let live = lock(&self.sessions).get(&*ev.label).cloned();
+        let live = live.filter(|l| owns_viewer_event(&lock(&l.record), &ev));
+        // A viewer cut by its session's end still gets its line (owner unknown by then).
+        let owner = live.as_ref().map(|l| lock(&l.record).user.clone());
+        if ev.origin != RouteOrigin::Peer || live.is_some() {
+            crate::audit::viewer(&ev, owner.as_deref().unwrap_or(""));
+        }
+        let Some(live) = live else {
+            if ev.origin != RouteOrigin::Own {
+                tracing::debug!(session = %ev.label, key = ?ev.key, origin = ?ev.origin, "viewer event for a route this node did not publish: ignored");
+            }
+            return;
+        };
+        let count = match ev.origin {
+            RouteOrigin::Own => &live.viewers,
+            _ => &live.peer_viewers,
+        };
+        match ev.change {
+            ViewerChange::Opened => {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            ViewerChange::Closed => {
+                let _ =
+                    count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+                if ev.one_shot {
+                    self.one_shot_viewer_gone(&live, &ev.label);
                 }
             }
+        }
+    }
+
+    /// Events were dropped: handles those still queued, then sets every session's count
+    /// of this gateway's viewers from the gateway's ledger, and ends the one-shot
+    /// sessions whose viewer closed unheard.
+    fn resync_viewers(&self, events: &mut ViewerEventsRx) {
+        let Some(open) = events.resync(|ev| self.viewer_event(ev)) else {
+            return;
+        };
+        tracing::warn!(
+            dropped = events.dropped_total(),
+            "viewer events dropped (queue full): viewer counts re-synced from the gateway"
+        );
+        let sessions: Vec<Arc<Live>> = lock(&self.sessions).values().cloned().collect();
+        for live in sessions {
+            let (viewers, closed, name, one_shot) = own_viewers(&lock(&live.record), &open);
+            live.viewers.store(viewers, Ordering::Relaxed);
+            if one_shot && closed {
+                self.one_shot_viewer_gone(&live, &name);
+            }
+        }
+    }
+
+    /// A one-shot session's viewer closed: the session ends, unless darts' own stop cut
+    /// the viewer.
+    fn one_shot_viewer_gone(&self, live: &Live, name: &str) {
+        if self.service_stopping() {
+            tracing::info!(session = %name, "one-shot viewer cut by darts' stop: session kept");
+        } else {
+            self.request_stop(live, "one-shot connection closed");
         }
     }
 
@@ -681,7 +734,7 @@ pub(super) fn info(live: &Live) -> SessionInfo {
         oneshot: r.oneshot,
         created: r.created,
         expires: r.expires,
-        viewers: live.viewers.load(Ordering::Relaxed),
+        viewers: live.viewers.load(Ordering::Relaxed) + live.peer_viewers.load(Ordering::Relaxed),
         phase: r.phase,
         remote_host: r.remote_host.clone(),
     }
@@ -702,6 +755,21 @@ pub fn owns_viewer_event(record: &SessionRecord, ev: &ViewerEvent) -> bool {
             .tokens
             .iter()
             .any(|t| TokenKey::from_hex(&t.sha256) == Some(ev.key))
+}
+
+/// A session's viewers in the gateway's ledger: how many are open on its tokens, whether
+/// one closed without its event, its name and whether it is one-shot.
+fn own_viewers(record: &SessionRecord, open: &OpenViewers) -> (usize, bool, String, bool) {
+    let keys = record
+        .tokens
+        .iter()
+        .filter_map(|t| TokenKey::from_hex(&t.sha256));
+    let (mut viewers, mut closed) = (0, false);
+    for key in keys {
+        viewers += open.viewers(&key);
+        closed |= open.close_dropped(&key);
+    }
+    (viewers, closed, record.name.clone(), record.oneshot)
 }
 
 pub fn vnc_server_name(
@@ -817,7 +885,7 @@ mod tests {
         let now = super::super::now();
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = darts_proxy::ViewerEvents::channel(16);
         tokio::spawn(mgr.clone().follow_viewers(rx));
         let event = |key: TokenKey, origin: RouteOrigin| ViewerEvent {
             label: name.into(),
@@ -831,17 +899,12 @@ mod tests {
         };
         // A label alone (another token), or another node's route read from the
         // registry under the same label: ignored.
-        tx.send(event(TokenKey::of("forged"), RouteOrigin::Peer))
-            .unwrap();
-        tx.send(event(TokenKey::of("forged"), RouteOrigin::Own))
-            .unwrap();
-        tx.send(event(TokenKey::of("tok"), RouteOrigin::Registry))
-            .unwrap();
+        tx.send(event(TokenKey::of("forged"), RouteOrigin::Peer));
+        tx.send(event(TokenKey::of("forged"), RouteOrigin::Own));
+        tx.send(event(TokenKey::of("tok"), RouteOrigin::Registry));
         // The session's own token, through this gateway or another one: counted.
-        tx.send(event(TokenKey::of("tok"), RouteOrigin::Own))
-            .unwrap();
-        tx.send(event(TokenKey::of("tok"), RouteOrigin::Peer))
-            .unwrap();
+        tx.send(event(TokenKey::of("tok"), RouteOrigin::Own));
+        tx.send(event(TokenKey::of("tok"), RouteOrigin::Peer));
         let viewers = || mgr.get(&Caller::user("alice"), name).unwrap().viewers;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while viewers() < 2 && std::time::Instant::now() < deadline {
@@ -849,6 +912,67 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(viewers(), 2);
+    }
+
+    fn own_event(change: ViewerChange, one_shot: bool) -> ViewerEvent {
+        ViewerEvent {
+            label: "darts-aaaaaaaaaaaa".into(),
+            key: TokenKey::of("tok"),
+            origin: RouteOrigin::Own,
+            change,
+            one_shot,
+            view_only: false,
+            client: "192.0.2.1:1".parse().unwrap(),
+            traffic: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_viewer_events_are_resynced_from_the_gateways_ledger() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let (tx, rx) = darts_proxy::ViewerEvents::channel(1);
+        // Nobody reads yet: one event queued, the other three dropped.
+        for change in [ViewerChange::Opened; 3] {
+            tx.send(own_event(change, false));
+        }
+        tx.send(own_event(ViewerChange::Closed, false));
+        assert_eq!(tx.dropped(), 3);
+        tokio::spawn(mgr.clone().follow_viewers(rx));
+        let viewers = || {
+            mgr.get(&Caller::user("alice"), "darts-aaaaaaaaaaaa")
+                .unwrap()
+                .viewers
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while viewers() != 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            viewers(),
+            2,
+            "the ledger's count, not the one event received"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_one_shot_session_whose_close_event_was_dropped_still_ends() {
+        let now = super::super::now();
+        let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
+        let live = lock(&mgr.sessions)["darts-aaaaaaaaaaaa"].clone();
+        lock(&live.record).oneshot = true;
+        let (tx, rx) = darts_proxy::ViewerEvents::channel(1);
+        tx.send(own_event(ViewerChange::Opened, true));
+        tx.send(own_event(ViewerChange::Closed, true));
+        assert_eq!(tx.dropped(), 1, "the close is lost");
+        tokio::spawn(mgr.clone().follow_viewers(rx));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while lock(&live.stop_wanted).is_none() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // No monitor runs here: the stop waits for it, as during a creation.
+        assert_eq!(*lock(&live.stop_wanted), Some("one-shot connection closed"));
+        assert_eq!(live.viewers.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

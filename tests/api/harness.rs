@@ -7,7 +7,8 @@ use darts::api::chain_login::SmtpMailer;
 use darts::api::{ApiOptions, DartsApp, LoginCheck, Mailer};
 use darts::config::Config;
 use darts::session::Manager;
-use darts_proxy::{Gateway, GatewayConfig, TokenMap};
+use darts_proxy::events::VIEWER_EVENT_QUEUE;
+use darts_proxy::{Gateway, GatewayConfig, TokenMap, ViewerEvents, ViewerEventsRx};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Browser;
@@ -40,6 +41,9 @@ pub(crate) struct Web {
     pub(crate) svc: service::Service,
     pub(crate) addr: SocketAddr,
     pub(crate) mailer: Arc<FakeMailer>,
+    manager: Arc<Manager>,
+    /// Viewer events nobody reads yet (`held_viewer_events`).
+    held: std::sync::Mutex<Option<ViewerEventsRx>>,
     stop: CancellationToken,
 }
 
@@ -79,6 +83,43 @@ impl Web {
         open: bool,
         mail: Mail,
     ) -> Self {
+        let events = ViewerEvents::channel(VIEWER_EVENT_QUEUE);
+        Self::build_full(listen, name, config, (login, open, mail), events, true).await
+    }
+
+    /// With a viewer event queue of `capacity` that the manager does not read until
+    /// `follow_viewers`: events past it are dropped.
+    pub(crate) async fn held_viewer_events(name: &str, extra: &str, capacity: usize) -> Self {
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let config = format!("{BASE}\n{extra}");
+        let auth = (
+            Arc::new(FakeLogin) as Arc<dyn LoginCheck>,
+            false,
+            Mail::Fake,
+        );
+        let events = ViewerEvents::channel(capacity);
+        Self::build_full(listen, name, &config, auth, events, false).await
+    }
+
+    /// The manager starts reading the held viewer events.
+    pub(crate) fn follow_viewers(&self) {
+        let rx = self
+            .held
+            .lock()
+            .unwrap()
+            .take()
+            .expect("held viewer events");
+        tokio::spawn(self.manager.clone().follow_viewers(rx));
+    }
+
+    async fn build_full(
+        listen: SocketAddr,
+        name: &str,
+        config: &str,
+        (login, open, mail): (Arc<dyn LoginCheck>, bool, Mail),
+        (events_tx, events_rx): (ViewerEvents, ViewerEventsRx),
+        follow: bool,
+    ) -> Self {
         let svc = service::Service::configure(name, config);
         let config = Arc::new(Config::load(&svc.config).unwrap());
         let fake = Arc::new(FakeMailer::default());
@@ -91,10 +132,14 @@ impl Web {
         let manager = Manager::start(config.clone(), tokens.clone())
             .await
             .unwrap();
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(manager.clone().follow_viewers(events_rx));
+        let held = if follow {
+            tokio::spawn(manager.clone().follow_viewers(events_rx));
+            None
+        } else {
+            Some(events_rx)
+        };
         let app = DartsApp::new(ApiOptions {
-            manager,
+            manager: manager.clone(),
             login,
             mailer,
             open,
@@ -120,6 +165,8 @@ impl Web {
             svc,
             addr,
             mailer: fake,
+            manager,
+            held: std::sync::Mutex::new(held),
             stop,
         }
     }

@@ -317,3 +317,65 @@ async fn a_machine_just_added_is_known_to_the_next_request() {
         assert_eq!(e["field"], "memory", "{name}: {e}");
     }
 }
+
+/// The manager's viewer counts come back right after the gateway dropped viewer events
+/// (a full queue): counts are re-read from the gateway, and a one-shot session whose
+/// close event was lost still ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn viewer_counts_are_resynced_after_dropped_events() {
+    let web = Web::held_viewer_events("api-viewer-resync", "", 1).await;
+    let alice = web.login("alice", "alice-pw").await;
+    let bob = web.login("bob", "bob-pw").await;
+    let sessions = |r: Resp| -> Vec<Value> {
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["sessions"].as_array().unwrap().clone()
+    };
+    let create = |b: &crate::client::Browser, oneshot: bool| {
+        let body = json!({ "machine": "demo.img", "memory": 0.25, "oneshot": oneshot });
+        let b = b.clone();
+        async move {
+            let r = b.send("POST", "/api/sessions", Some(body)).await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            r.json()
+        }
+    };
+    let shared = create(&alice, false).await;
+    let once = create(&bob, true).await;
+    let url = shared["url"].as_str().unwrap().to_owned();
+    // Three viewers of alice's session, one of which leaves; bob's one-shot viewer
+    // comes and goes. Six events, one place in the queue: five dropped.
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        viewers.push(rfb_through(web.addr, token_of(&url)).await.0);
+    }
+    drop(viewers.pop());
+    let (one, _) = rfb_through(web.addr, token_of(once["url"].as_str().unwrap())).await;
+    drop(one);
+    let dropped = "\ndarts_viewer_events_dropped_total 5\n";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = web.browser().get("/metrics").await;
+        if r.text().contains(dropped) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    web.follow_viewers();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mine = sessions(alice.get("/api/sessions").await);
+        let bobs = sessions(bob.get("/api/sessions").await);
+        if mine[0]["viewers"] == 2 && bobs.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice's {mine:?}, bob's {bobs:?}\nlog:\n{}",
+            web.svc.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(viewers);
+}

@@ -105,7 +105,7 @@ impl Subscriber {
                     return;
                 }
                 tracing::debug!(session = %event.label, key = ?event.key, change = ?event.change, "viewer event from another gateway");
-                let _ = self.sink.send(event);
+                self.sink.send(event);
             }
             Err(e) => {
                 tracing::warn!(registry = %self.shown, error = %e, "viewer event from the registry refused")
