@@ -25,6 +25,7 @@ use crate::vnc_auth::{self, Password, CHALLENGE_LEN};
 /// What the client side accepts.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// The security the server must offer; a weaker offer fails the handshake.
     pub transport: Transport,
     /// For VNC authentication (directly or inside VeNCrypt).
     pub password: Option<Password>,
@@ -75,6 +76,7 @@ pub struct ClientHandshake {
 }
 
 impl ClientHandshake {
+    /// A handshake waiting for the server's version, which the server speaks first.
     pub fn new(config: ClientConfig) -> Self {
         Self {
             config,

@@ -87,6 +87,7 @@ pub struct ClientFilter {
 }
 
 impl ClientFilter {
+    /// A filter at the start of the client's message stream (after ClientInit).
     pub fn new(policy: Policy) -> Self {
         Self {
             policy,
@@ -97,6 +98,7 @@ impl ClientFilter {
         }
     }
 
+    /// What the filter lets through.
     pub fn policy(&self) -> Policy {
         self.policy
     }

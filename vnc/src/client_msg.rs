@@ -24,18 +24,31 @@ use crate::error::RfbError;
 /// What a client message does, as far as a gateway cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Type 0: the pixel format the client wants updates in.
     SetPixelFormat,
+    /// Type 2: the encodings the client accepts, which a gateway may rewrite.
     SetEncodings,
+    /// Type 3: FramebufferUpdateRequest, asks for (part of) the screen.
     UpdateRequest,
+    /// Type 4: a key press or release.
     Key,
+    /// Type 5: pointer position and buttons.
     Pointer,
+    /// Type 6: ClientCutText, a clipboard paste of any length.
     CutText,
+    /// Type 150: EnableContinuousUpdates.
     ContinuousUpdates,
+    /// Type 248: ClientFence, for synchronising with the server.
     Fence,
+    /// Type 250: xvp, power control (shutdown, reboot, reset).
     Xvp,
+    /// Type 251: SetDesktopSize, asks the server to resize the screen.
     SetDesktopSize,
+    /// Type 253: gii, General Input Interface (extra input devices).
     Gii,
+    /// Type 255, sub-type 0: QEMU's ExtendedKeyEvent, a key with its scan code.
     QemuKey,
+    /// Type 255, sub-type 1: QEMU's audio control.
     QemuAudio,
 }
 
@@ -59,7 +72,9 @@ impl Kind {
 /// The next message: its kind and total length including the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
+    /// What the message is.
     pub kind: Kind,
+    /// Its total length in bytes, type byte and payload included.
     pub len: u64,
 }
 

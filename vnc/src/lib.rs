@@ -2,6 +2,7 @@
 //! socket, a clock or a runtime, and checks every length a peer sends against a bound
 //! before using it. "Need more bytes" is always distinct from "malformed".
 
+#![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 // Code the service runs logs through `tracing`: a panicking print macro never.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]

@@ -9,19 +9,32 @@
 /// What QEMU did with a whole message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Took a new pixel format.
     SetPixelFormat,
+    /// Took the client's encodings, in the client's order.
     SetEncodings(Vec<i32>),
+    /// Scheduled a framebuffer update.
     UpdateRequest,
+    /// Pressed or released a key in the guest.
     Key {
+        /// Pressed (true) or released.
         down: bool,
+        /// The X keysym.
         sym: u32,
     },
+    /// Moved the guest's pointer or changed its buttons.
     Pointer,
+    /// Gave the guest a clipboard paste of this many bytes.
     CutText(usize),
+    /// Took an extended-clipboard message (only once the client announced it).
     ExtendedCutText,
+    /// Ran a power-control request (only once the client announced xvp).
     Xvp,
+    /// Pressed or released a key given by scan code (ExtendedKeyEvent).
     QemuKey,
+    /// Acted on an audio control message.
     QemuAudio,
+    /// Handled a desktop resize request.
     SetDesktopSize,
     /// QEMU dropped the client here (unknown message, bad length, disabled feature).
     Disconnect(&'static str),
@@ -57,6 +70,7 @@ const ENCODING_CLIPBOARD_EXT: i32 = 0xC0A1_E5CE_u32 as i32;
 const ENCODING_XVP: i32 = -309;
 
 impl QemuReader {
+    /// A reader at the start of the client's messages, waiting for a type byte.
     pub fn new() -> Self {
         Self {
             want: 1,
@@ -70,6 +84,7 @@ impl QemuReader {
         self.extended_clipboard
     }
 
+    /// Whether QEMU has dropped the client; later bytes are ignored, as by QEMU.
     pub fn disconnected(&self) -> bool {
         self.disconnected
     }

@@ -2,18 +2,26 @@
 
 /// RFB security types darts knows.
 pub mod kind {
+    /// Sent instead of a list when the server refuses the connection; a reason follows.
     pub const INVALID: u8 = 0;
+    /// No authentication.
     pub const NONE: u8 = 1;
+    /// DES challenge-response with a password of up to 8 bytes (see `vnc_auth`).
     pub const VNC_AUTH: u8 = 2;
+    /// TLS first, then a sub-type (see `vencrypt`).
     pub const VENCRYPT: u8 = 19;
 }
 
 /// VeNCrypt sub-types. QEMU offers X509None with `tls-creds-x509`, X509Vnc with a
 /// password as well, and TLSNone/TLSVnc with anonymous `tls-creds-anon`.
 pub mod vencrypt {
+    /// Anonymous TLS, no authentication inside.
     pub const TLS_NONE: u32 = 257;
+    /// Anonymous TLS, then VNC authentication.
     pub const TLS_VNC: u32 = 258;
+    /// TLS with the server's x509 certificate, no authentication inside.
     pub const X509_NONE: u32 = 260;
+    /// TLS with the server's x509 certificate, then VNC authentication.
     pub const X509_VNC: u32 = 261;
 }
 

@@ -14,6 +14,7 @@ pub const VERSION: &[u8; version::LEN] = b"RFB 003.008\n";
 /// Where the handshake stands after `advance`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// The browser must send more bytes before the handshake can go on.
     NeedMore,
     /// Security done; the browser's ClientInit comes next.
     Done,
@@ -44,6 +45,8 @@ impl Default for ServerHandshake {
 }
 
 impl ServerHandshake {
+    /// A handshake that offers security None to the browser: darts authenticates
+    /// viewers by their token before any RFB byte is exchanged.
     pub fn new() -> Self {
         Self {
             state: State::Version,
@@ -71,6 +74,7 @@ impl ServerHandshake {
         VERSION
     }
 
+    /// The RFB minor version agreed with the browser (3, 7 or 8).
     pub fn minor(&self) -> u16 {
         self.minor
     }

@@ -10,11 +10,16 @@ use crate::error::RfbError;
 pub const MAX_NAME: u32 = 4096;
 const FIXED: usize = 24;
 
+/// The server's description of its desktop, sent once the handshake is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInit {
+    /// Framebuffer width in pixels.
     pub width: u16,
+    /// Framebuffer height in pixels.
     pub height: u16,
+    /// The PIXEL_FORMAT structure as sent, passed on without interpretation.
     pub pixel_format: [u8; 16],
+    /// The desktop name, lossily decoded (RFB does not fix its encoding).
     pub name: String,
 }
 

@@ -6,13 +6,16 @@ pub const LEN: usize = 12;
 /// A protocol version announced by a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Version {
+    /// The `xxx` of `RFB xxx.yyy`.
     pub major: u16,
+    /// The `yyy` of `RFB xxx.yyy`.
     pub minor: u16,
 }
 
 /// Why a version message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
+    /// The bytes do not match `RFB ddd.ddd\n`.
     #[error("not an RFB protocol version message")]
     NotRfb,
 }

@@ -15,6 +15,7 @@ pub const MAX_PASSWORD: usize = 8;
 pub struct Password(Vec<u8>);
 
 impl Password {
+    /// Wraps the password's bytes; longer than 8 bytes is allowed (see `is_truncated`).
     pub fn new(password: impl Into<Vec<u8>>) -> Self {
         Self(password.into())
     }
@@ -24,6 +25,8 @@ impl Password {
         self.0.len() > MAX_PASSWORD
     }
 
+    /// The password's bytes, for the few places that must use them (authentication,
+    /// sealing); named so that each such use stands out.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
