@@ -649,7 +649,6 @@ fn vnc_modules_form_layers() {
 }
 
 #[test]
-#[ignore = "until the proxy's import circles are removed"]
 fn proxy_modules_form_layers() {
     assert_acyclic("darts-proxy", "proxy");
 }

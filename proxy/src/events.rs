@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::token::TokenKey;
+use crate::route::TokenKey;
 
 /// What happened to a viewer of a labelled route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +307,7 @@ impl ViewerGuard {
         label: Arc<str>,
         key: TokenKey,
         origin: RouteOrigin,
-        route: &crate::token::Route,
+        route: &crate::route::Route,
         client: SocketAddr,
     ) -> Option<Self> {
         if sinks.is_empty() {
@@ -359,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn the_close_event_carries_traffic() {
         let (tx, mut rx) = ViewerEvents::channel(8);
-        let route = crate::token::Route::new(crate::target::Target::Unix("/x".into()))
+        let route = crate::route::Route::new(crate::target::Target::Unix("/x".into()))
             .view_only(true)
             .label("s1");
         let client: SocketAddr = "192.0.2.7:5000".parse().unwrap();

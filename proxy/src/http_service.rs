@@ -17,9 +17,10 @@ use crate::events::RouteOrigin;
 use crate::forwarded::{self, ClientView};
 use crate::metrics::{Handshake, Metrics};
 use crate::per_token::TokenViewers;
+use crate::route::{Route, TokenKey};
 use crate::session::Admitted;
 use crate::static_files::{text_response, StaticFiles};
-use crate::token::{redact_query, Lookup, Route, TokenKey, TokenMap};
+use crate::token::{redact_query, Lookup, TokenMap};
 use crate::ws::handshake;
 use crate::{origin, url};
 

@@ -24,6 +24,7 @@ mod per_token;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod rfb;
+pub mod route;
 pub mod session;
 pub mod static_files;
 pub mod target;
@@ -38,5 +39,6 @@ pub use events::{
     OpenViewers, RouteOrigin, ViewerChange, ViewerEvent, ViewerEvents, ViewerEventsRx,
 };
 pub use gateway::{Gateway, GatewayHandle};
+pub use route::Route;
 pub use target::Target;
-pub use token::{Lookup, Route, TokenFileSource, TokenMap};
+pub use token::{Lookup, TokenFileSource, TokenMap};

@@ -342,7 +342,7 @@ mod tests {
         let m = Metrics::with_viewer_events(Some(&tx));
         let event = crate::events::ViewerEvent {
             label: "s".into(),
-            key: crate::token::TokenKey::of("t"),
+            key: crate::route::TokenKey::of("t"),
             origin: crate::events::RouteOrigin::Own,
             change: crate::events::ViewerChange::Opened,
             one_shot: false,

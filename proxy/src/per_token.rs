@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::token::TokenKey;
+use crate::route::TokenKey;
 
 /// How many sessions each token holds, against one limit.
 #[derive(Debug)]

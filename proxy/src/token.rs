@@ -14,171 +14,15 @@
 pub mod file;
 pub mod redis;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use dashmap::DashMap;
-use ring::digest;
 
 use self::redis::{Consumed, Registry, RegistryConfig, RegistryError, Remote};
 use crate::events::{RouteOrigin, ViewerEvent};
-use crate::rfb::BackendSecurity;
-use crate::target::Target;
+pub use crate::route::{Route, TokenKey};
 pub use file::TokenFileSource;
-
-/// The SHA-256 digest of a token: what the gateway keeps instead of the token.
-#[derive(Clone, Copy, Eq)]
-pub struct TokenKey([u8; 32]);
-
-impl TokenKey {
-    pub fn of(token: &str) -> Self {
-        let d = digest::digest(&digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(d.as_ref());
-        Self(key)
-    }
-
-    /// The digest written by `to_hex`; `None` unless it is 64 hex digits.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 64 {
-            return None;
-        }
-        let mut key = [0u8; 32];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Self(key))
-    }
-
-    /// Hex of the full digest, for state files that must find a route again after a restart.
-    pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl PartialEq for TokenKey {
-    /// Constant time: every byte is looked at whatever the first difference.
-    fn eq(&self, other: &Self) -> bool {
-        let diff = self
-            .0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
-    }
-}
-
-impl std::hash::Hash for TokenKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl fmt::Debug for TokenKey {
-    /// Only a short prefix of the digest, enough to correlate log lines.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sha256:{:02x}{:02x}{:02x}{:02x}…",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
-    }
-}
-
-/// Where a token leads and under which conditions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Route {
-    pub target: Target,
-    /// After this instant the token is refused (and removed).
-    pub expires_at: Option<SystemTime>,
-    /// Accepted for one connection only; removed by the lookup that accepts it.
-    pub one_shot: bool,
-    /// A name for logs and metrics (e.g. a session id); never the token.
-    pub label: Option<Arc<str>>,
-    /// How darts authenticates to the target's VNC server.
-    pub security: BackendSecurity,
-    /// Drop keyboard, pointer and clipboard input from this viewer.
-    pub view_only: bool,
-    /// Largest clipboard paste forwarded, in bytes; `Some(0)` disables the clipboard.
-    pub max_clipboard: Option<u32>,
-    /// A view-only viewer still receives the guest's clipboard (its owner allowed it).
-    pub view_only_clipboard: bool,
-}
-
-impl Route {
-    pub fn new(target: Target) -> Self {
-        Self {
-            target,
-            expires_at: None,
-            one_shot: false,
-            label: None,
-            security: BackendSecurity::None,
-            view_only: false,
-            max_clipboard: None,
-            view_only_clipboard: false,
-        }
-    }
-
-    pub fn security(mut self, security: BackendSecurity) -> Self {
-        self.security = security;
-        self
-    }
-
-    pub fn view_only(mut self, view_only: bool) -> Self {
-        self.view_only = view_only;
-        self
-    }
-
-    pub fn max_clipboard(mut self, max: Option<u32>) -> Self {
-        self.max_clipboard = max;
-        self
-    }
-
-    pub fn view_only_clipboard(mut self, allowed: bool) -> Self {
-        self.view_only_clipboard = allowed;
-        self
-    }
-
-    /// What a viewer of this route may do.
-    pub fn policy(&self) -> crate::rfb::Policy {
-        crate::rfb::Policy {
-            view_only: self.view_only,
-            max_clipboard: self.max_clipboard,
-            view_only_clipboard: self.view_only_clipboard,
-        }
-    }
-
-    /// The input filter a viewer of this route needs, if any: one per connection, fed
-    /// every browser byte from ClientInit to the end. Boxed: most routes need none, and
-    /// an idle session's task should not carry the filter's size.
-    pub fn filter(&self) -> Option<Box<crate::rfb::ClientFilter>> {
-        let policy = self.policy();
-        policy
-            .filters()
-            .then(|| Box::new(crate::rfb::ClientFilter::new(policy)))
-    }
-
-    pub fn expires_at(mut self, at: SystemTime) -> Self {
-        self.expires_at = Some(at);
-        self
-    }
-
-    pub fn one_shot(mut self, one_shot: bool) -> Self {
-        self.one_shot = one_shot;
-        self
-    }
-
-    pub fn label(mut self, label: impl Into<Arc<str>>) -> Self {
-        self.label = Some(label.into());
-        self
-    }
-
-    fn expired(&self, now: SystemTime) -> bool {
-        self.expires_at.is_some_and(|t| now >= t)
-    }
-}
 
 /// The answer to a token lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,19 +279,6 @@ impl TokenMap {
     }
 }
 
-#[cfg(test)]
-mod key_tests {
-    use super::TokenKey;
-
-    #[test]
-    fn hex_round_trip() {
-        let k = TokenKey::of("abc");
-        assert!(TokenKey::from_hex(&k.to_hex()) == Some(k));
-        assert!(TokenKey::from_hex("zz").is_none());
-        assert!(TokenKey::from_hex(&"g".repeat(64)).is_none());
-    }
-}
-
 /// Replaces the value of every `token` query parameter with `***` for logging.
 pub fn redact_query(path_and_query: &str) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else {
@@ -468,6 +299,7 @@ pub fn redact_query(path_and_query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::Target;
     use std::time::Duration;
 
     fn tcp(port: u16) -> Target {

@@ -25,9 +25,9 @@ use darts_vnc::vnc_auth::Password;
 use rustls::pki_types::ServerName;
 
 use crate::rfb::BackendSecurity;
+use crate::route::{Route, TokenKey};
 use crate::target::Target;
 use crate::tls::CertPaths;
-use crate::token::{Route, TokenKey};
 
 /// How often the watcher checks the files without an event.
 const RECHECK: Duration = Duration::from_secs(1);

@@ -54,6 +54,7 @@ pub mod peer;
 mod publisher;
 pub mod seal;
 pub mod source;
+mod state;
 mod subscriber;
 pub mod value;
 
@@ -62,7 +63,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ::redis::aio::MultiplexedConnection;
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -73,8 +73,8 @@ pub use source::{RedisSource, SourceError};
 pub use value::ValueError;
 
 use crate::events::{ViewerEvent, ViewerEvents};
-use crate::token::{Route, TokenKey};
-use value::ReadContext;
+use crate::route::{Route, TokenKey};
+use state::Inner;
 
 /// How often everything is published again.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(30);
@@ -88,23 +88,6 @@ const QUEUE: usize = 4096;
 const MAX_TOKEN_LEN: usize = 512;
 /// Viewer events for other nodes queued for publication; past that, dropped.
 const EVENT_QUEUE: usize = 1024;
-
-/// Takes a one-shot entry and marks it used, atomically. KEYS: entry, mark; ARGV: how
-/// long the mark outlives the entry's own expiry, ms. Returns the entry; `""` when there
-/// was neither entry nor mark (the caller's own route was not published yet: it wins);
-/// nil when the mark says another gateway used it.
-const CONSUME: &str = r"
-local ttl = redis.call('PTTL', KEYS[1])
-local v = redis.call('GETDEL', KEYS[1])
-if v then
-  if ttl < 0 then ttl = 0 end
-  redis.call('SET', KEYS[2], '1', 'PX', ttl + tonumber(ARGV[1]))
-  return v
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
-return ''
-";
 
 /// What a registry needs to run.
 #[derive(Debug, Clone)]
@@ -199,80 +182,6 @@ pub(crate) enum Consumed {
     Lost,
     /// Redis did not answer: the local map decides.
     Unreachable,
-}
-
-/// State shared by the lookups and the publishing task.
-struct Inner {
-    prefix: String,
-    seal: Option<SealKey>,
-    x509_client: Option<Arc<rustls::ClientConfig>>,
-    /// The live connection, `None` while disconnected.
-    conn: ArcSwapOption<MultiplexedConnection>,
-    lookups: Semaphore,
-    lookup_timeout: Duration,
-    /// How long an entry lives without being published again.
-    lease: Duration,
-    /// The queue overflowed: publish everything.
-    resync: AtomicBool,
-    wake: Notify,
-    /// A lookup failed: check the connection now.
-    suspect: Notify,
-    /// Names this registry instance in its viewer events.
-    node: String,
-}
-
-impl Inner {
-    fn darts_key(&self, key: &TokenKey) -> String {
-        format!("{}sha256:{}", self.prefix, key.to_hex())
-    }
-
-    fn used_key(&self, key: &TokenKey) -> String {
-        format!("{}darts-used:sha256:{}", self.prefix, key.to_hex())
-    }
-
-    fn events_channel(&self) -> String {
-        format!("{}darts-viewer-events", self.prefix)
-    }
-
-    fn lease_ms(&self) -> u64 {
-        u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn read_context(&self) -> ReadContext<'_> {
-        ReadContext {
-            seal: self.seal.as_ref(),
-            x509_client: self.x509_client.as_ref(),
-        }
-    }
-
-    fn connection(&self) -> Option<MultiplexedConnection> {
-        self.conn.load_full().map(|c| (*c).clone())
-    }
-
-    /// Runs the consume script; `None` when Redis did not answer in time.
-    async fn consume(&self, key: &TokenKey) -> Option<Option<String>> {
-        let mut conn = self.connection()?;
-        let cmd = ::redis::cmd("EVAL")
-            .arg(CONSUME)
-            .arg(2)
-            .arg(self.darts_key(key))
-            .arg(self.used_key(key))
-            .arg(self.lease_ms())
-            .to_owned();
-        match tokio::time::timeout(self.lookup_timeout, cmd.query_async(&mut conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::warn!(key = ?key, error = %e, "token registry: one-shot consumption failed");
-                self.suspect.notify_one();
-                None
-            }
-            Err(_) => {
-                tracing::warn!(key = ?key, "token registry: one-shot consumption timed out");
-                self.suspect.notify_one();
-                None
-            }
-        }
-    }
 }
 
 /// The registry's part of a `TokenMap`: stops its task when dropped.
@@ -496,17 +405,4 @@ fn node_id() -> Result<String, String> {
         .fill(&mut id)
         .map_err(|_| "the system random generator failed".to_owned())?;
     Ok(id.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Whether a Redis error means the connection cannot be trusted any more (I/O, timeout,
-/// a reply that did not parse) rather than a command Redis answered with an error.
-fn connection_lost(e: &::redis::RedisError) -> bool {
-    use ::redis::ErrorKind;
-    !matches!(
-        e.kind(),
-        ErrorKind::Server(_)
-            | ErrorKind::Extension
-            | ErrorKind::UnexpectedReturnType
-            | ErrorKind::Client
-    )
 }

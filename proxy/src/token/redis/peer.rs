@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Authenticator, Canonical};
 use super::seal::SealKey;
 use crate::events::{RouteOrigin, Traffic, ViewerChange, ViewerEvent};
-use crate::token::TokenKey;
+use crate::route::TokenKey;
 
 const VERSION: u8 = 1;
 const MAC_LABEL: &[u8] = b"darts token-redis viewer event v1\0";

@@ -15,9 +15,10 @@ use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::{connection_lost, peer, value, Inner};
+use super::state::{connection_lost, Inner};
+use super::{peer, value};
 use crate::events::ViewerEvent;
-use crate::token::{Route, TokenKey};
+use crate::route::{Route, TokenKey};
 
 /// Bound on connecting and on each command of the task.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -221,7 +222,7 @@ impl Publisher {
         conn: &mut MultiplexedConnection,
         mut keys: Vec<TokenKey>,
     ) -> Result<(), RedisError> {
-        keys.sort_unstable_by_key(|k| k.0);
+        keys.sort_unstable_by_key(|k| *k.as_bytes());
         keys.dedup();
         let items = keys
             .into_iter()

@@ -16,7 +16,7 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, N
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::token::TokenKey;
+use crate::route::TokenKey;
 
 /// Shortest registry secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -78,7 +78,7 @@ impl SealKey {
     fn entry_key(&self, token: &TokenKey) -> Result<LessSafeKey, SealError> {
         let mut ctx = hmac::Context::with_key(&self.0);
         ctx.update(LABEL);
-        ctx.update(&token.0);
+        ctx.update(token.as_bytes());
         let tag = ctx.sign();
         // HMAC-SHA256 gives exactly the 32 bytes ChaCha20-Poly1305 takes.
         let unbound =

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Authenticator, Canonical};
 use super::seal::{SealError, SealKey};
 use crate::rfb::BackendSecurity;
+use crate::route::{Route, TokenKey};
 use crate::target::Target;
-use crate::token::{Route, TokenKey};
 
 /// Version of darts' entry format (2: every field authenticated).
 const FORMAT: u8 = 2;
@@ -106,7 +106,7 @@ impl DartsEntry {
     /// Every field but `mac`, bound to the digest the entry is stored under.
     fn canonical(&self, key: &TokenKey) -> Canonical {
         Canonical::new("darts-entry", self.darts)
-            .bytes(&key.0)
+            .bytes(key.as_bytes())
             .str(&self.host)
             .opt_u64(self.expires_ms)
             .bool(self.one_shot)
