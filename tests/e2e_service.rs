@@ -121,39 +121,66 @@ fn a_user_logs_in_creates_connects_types_and_stops_in_chromium() {
         &auth_config(&dovecot, &sink, &ca_bundle, &serial),
     );
 
+    // Under heavy host load a TCG boot has been seen to stall before the guest's shell
+    // (as `support::qemu::guest_unix_booted` also allows for): that one failure, and only
+    // that one, is reported and the whole browser run tried once more, in a new session.
     let out_dir = artifacts_dir();
-    let started = Instant::now();
-    let out = Command::new(&node)
-        .arg(repo_path("tests/e2e/node/darts-service.js"))
-        .args(["--base", &format!("http://{}/darts/", svc.addr)])
-        .args(["--user", USER, "--password", PASSWORD])
-        .args(["--machine", "demo.img"])
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--serial")
-        .arg(&serial)
-        .arg("--maildir")
-        .arg(&sink.maildir)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!("darts-service.js printed no JSON; stdout:\n{stdout}\nstderr:\n{stderr}")
-        });
-    let j: Value = serde_json::from_str(line).expect("darts-service.js JSON");
-    eprintln!("darts-service.js ({:.1?}): {j}", started.elapsed());
-    let log = svc.log();
-    assert!(
-        out.status.success(),
-        "the browser run failed: {j}\nstderr:\n{stderr}\ndarts log (tail):\n{}\nsink log:\n{}",
-        log.lines().rev().take(40).collect::<Vec<_>>().join("\n"),
-        sink.log()
-    );
+    let mut attempts = 0;
+    let j = loop {
+        attempts += 1;
+        let started = Instant::now();
+        let out = Command::new(&node)
+            .arg(repo_path("tests/e2e/node/darts-service.js"))
+            .args(["--base", &format!("http://{}/darts/", svc.addr)])
+            .args(["--user", USER, "--password", PASSWORD])
+            .args(["--machine", "demo.img"])
+            .arg("--out")
+            .arg(&out_dir)
+            .arg("--serial")
+            .arg(&serial)
+            .arg("--maildir")
+            .arg(&sink.maildir)
+            .env("CHROMIUM", &chromium)
+            .output()
+            .expect("run node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stdout
+            .lines()
+            .rfind(|l| l.starts_with('{'))
+            .unwrap_or_else(|| {
+                panic!("darts-service.js printed no JSON; stdout:\n{stdout}\nstderr:\n{stderr}")
+            });
+        let j: Value = serde_json::from_str(line).expect("darts-service.js JSON");
+        eprintln!("darts-service.js ({:.1?}): {j}", started.elapsed());
+        let stalled = j["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("E2E-GUEST-READY on the serial port"));
+        if out.status.success() || !stalled || attempts == 2 {
+            let log = svc.log();
+            let serial_tail = std::fs::read_to_string(&serial).unwrap_or_default();
+            assert!(
+                out.status.success(),
+                "the browser run failed (attempt {attempts}): {j}\nstderr:\n{stderr}\n\
+                 guest serial:\n{serial_tail}\ndarts log (tail):\n{}\nsink log:\n{}",
+                log.lines().rev().take(40).collect::<Vec<_>>().join("\n"),
+                sink.log()
+            );
+            break j;
+        }
+        let serial_text = std::fs::read_to_string(&serial).unwrap_or_default();
+        let tail: Vec<&str> = serial_text.lines().rev().take(15).collect();
+        eprintln!(
+            "WARNING: the guest showed no E2E-GUEST-READY; trying once more. \
+             Last serial lines (newest first):\n{}",
+            tail.join("\n")
+        );
+        if let Some(name) = j["session"].as_str() {
+            let stop = svc.cli(&["stop", name]);
+            assert!(stop.status.success(), "{stop:?}");
+        }
+        let _ = std::fs::remove_file(&serial);
+    };
 
     // Pages: readable at both sizes, no horizontal scrolling, no script or CSP error.
     assert_eq!(j["title"], TITLE);
@@ -182,9 +209,13 @@ fn a_user_logs_in_creates_connects_types_and_stops_in_chromium() {
         j["mfa_wrong"].as_str().unwrap().contains("wrong code"),
         "{j}"
     );
+    // One code per attempt, each to the user's address.
     let mails = sink.mails();
-    assert_eq!(mails.len(), 1, "{mails:?}");
-    assert_eq!(mails[0].rcpt_to, "alice@127.0.0.1");
+    assert_eq!(mails.len(), attempts, "{mails:?}");
+    assert!(
+        mails.iter().all(|m| m.rcpt_to == "alice@127.0.0.1"),
+        "{mails:?}"
+    );
 
     // The connect page greets the user and offers the original's link and a QR code.
     let session = j["session"].as_str().unwrap();
@@ -238,18 +269,21 @@ fn a_user_logs_in_creates_connects_types_and_stops_in_chromium() {
     assert!(svc.entries("snapshots").is_empty());
 
     // What darts logged: the code was sent, and no secret is in the log.
+    let log = svc.log();
     assert!(log.contains("second factor: code sent"), "{log}");
     assert!(!log.contains(PASSWORD), "the password reached the log");
-    let code = mails[0]
-        .text
-        .as_deref()
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .find(|l| l.len() == 8 && l.bytes().all(|c| c.is_ascii_digit()))
-        .unwrap()
-        .to_owned();
-    assert!(!log.contains(&code), "the code reached the log");
+    for mail in &mails {
+        let code = mail
+            .text
+            .as_deref()
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .find(|l| l.len() == 8 && l.bytes().all(|c| c.is_ascii_digit()))
+            .unwrap()
+            .to_owned();
+        assert!(!log.contains(&code), "the code reached the log");
+    }
 }
 
 /// The connect page takes links from its `#links=` fragment (the hand-off between nodes)
