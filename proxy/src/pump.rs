@@ -5,9 +5,10 @@
 //! target→browser direction, and its keyboard input keeps reaching the VM.
 //!
 //! * browser→target: frames are parsed as they arrive and their payload is unmasked in
-//!   place and written to the target chunk by chunk. No message is ever assembled, so
-//!   memory does not grow with frame size. Nothing more is read from the browser while a
-//!   chunk waits for the target (backpressure).
+//!   place; every frame found in one read is gathered into one buffer and written to the
+//!   target with one write. No message is ever assembled, so memory does not grow with
+//!   frame size. Nothing more is read from the browser while that write waits for the
+//!   target (backpressure).
 //! * target→browser: each read from the target becomes one binary frame, written with a
 //!   vectored write (header + payload, no copy). Nothing more is read from the target
 //!   while a frame waits for the browser.
@@ -33,6 +34,9 @@ use crate::ws::frame::{self, FrameHeader, Opcode};
 use crate::ws::mask;
 use crate::ws::write::OutFrame;
 
+#[cfg(test)]
+mod upstream_tests;
+
 /// How often a streaming session adds its byte counts to the gateway's totals: the
 /// shared counters are touched a few times a second per session, never per write.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
@@ -45,7 +49,9 @@ const PROBE: usize = 256;
 pub struct Limits {
     /// Largest read from either side, and so the largest frame sent to the browser.
     pub read_chunk: usize,
+    /// Largest websocket frame accepted from the browser; a larger one closes with 1009.
     pub max_frame: u64,
+    /// Largest (fragmented) message accepted from the browser; a larger one closes with 1009.
     pub max_message: u64,
 }
 
@@ -383,7 +389,7 @@ where
                 }
                 UpState::Done => return Ok(step),
             }
-            // 2. Turn buffered browser bytes into target bytes.
+            // 2. Turn buffered browser bytes into target bytes: one write per read.
             if self.process_input()? {
                 step = Step::Progress;
                 continue;
@@ -418,77 +424,124 @@ where
         }
     }
 
-    /// Consumes buffered browser bytes. True if something happened.
+    /// Consumes every buffered browser frame it can and gathers what goes to the target
+    /// into one buffer, so one read from the browser becomes one write to the target
+    /// (nothing waits for more data). True if something happened.
+    ///
+    /// Unfiltered payload is unmasked and compacted in place: `up_buf[..ready]` is output,
+    /// `up_buf[pos..]` is still to parse. The first frame's payload is not moved at all;
+    /// later frames of the same read move back over the headers between them. Filtered
+    /// payload goes through the viewer's one filter into `filtered`. A control frame or a
+    /// refusal met with output pending ends the batch: the output goes first, then the
+    /// frame is handled in the next round, in stream order.
     fn process_input(&mut self) -> Result<bool, SessionEnd> {
-        if self.up_buf.is_empty() {
-            return Ok(false);
-        }
-        if let Some(f) = &mut self.up_frame {
-            let n = usize::try_from(f.remaining)
-                .unwrap_or(usize::MAX)
-                .min(self.up_buf.len());
-            let mut chunk = self.up_buf.split_to(n);
-            mask::apply(&mut chunk, f.key, f.offset);
-            f.offset += n as u64;
-            f.remaining -= n as u64;
-            if f.remaining == 0 {
-                self.up_frame = None;
+        let mut progressed = false;
+        let (mut ready, mut pos) = (0usize, 0usize);
+        let mut filtered = Vec::new();
+        loop {
+            if ready == 0 && pos > 0 {
+                self.up_buf.advance(pos);
+                pos = 0;
+            }
+            let pending = ready > 0 || !filtered.is_empty();
+            if pos == self.up_buf.len() {
+                break;
+            }
+            if let Some(f) = &mut self.up_frame {
+                let n = usize::try_from(f.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(self.up_buf.len() - pos);
+                mask::apply(&mut self.up_buf[pos..pos + n], f.key, f.offset);
+                f.offset += n as u64;
+                f.remaining -= n as u64;
+                if f.remaining == 0 {
+                    self.up_frame = None;
+                    self.partial_frame_since = None;
+                }
+                match &mut self.filter {
+                    None => {
+                        if ready != pos {
+                            self.up_buf.copy_within(pos..pos + n, ready);
+                        }
+                        ready += n;
+                    }
+                    Some(filter) => {
+                        if let Err(e) = filter.filter(&self.up_buf[pos..pos + n], &mut filtered) {
+                            tracing::debug!(error = %e, "browser sent a message the gateway cannot frame");
+                            self.fail(close::POLICY_VIOLATION, "unexpected RFB message");
+                            // What the filter let through before the bad message still goes.
+                            self.up_out = Bytes::from(filtered);
+                            return Ok(true);
+                        }
+                    }
+                }
+                pos += n;
+                progressed = true;
+                continue;
+            }
+            let (header, header_len) = match frame::parse_client_header(&self.up_buf[pos..]) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(_) if pending => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed frame from browser");
+                    self.fail(e.close_code(), "malformed frame");
+                    return Ok(true);
+                }
+            };
+            if header.opcode.is_control() {
+                if pending {
+                    break;
+                }
+                // Nothing pending, so `pos` is 0: the frame starts the buffer.
+                let total = header_len + header.payload_len as usize;
+                if self.up_buf.len() < total {
+                    break;
+                }
+                self.last_client_frame = Instant::now();
+                self.up_buf.advance(header_len);
+                self.partial_frame_since = None;
+                let mut payload = self.up_buf.split_to(header.payload_len as usize);
+                mask::apply(&mut payload, header.mask.unwrap_or_default(), 0);
+                self.on_control(header.opcode, payload.freeze());
+                progressed = true;
+                continue;
+            }
+            if let Err((code, reason)) = self.check_data_header(&header) {
+                if !pending {
+                    self.fail(code, reason);
+                    return Ok(true);
+                }
+                break;
+            }
+            self.last_client_frame = Instant::now();
+            self.accept_data_header(&header);
+            pos += header_len;
+            progressed = true;
+            if header.payload_len > 0 {
+                self.up_frame = Some(InFrame {
+                    remaining: header.payload_len,
+                    key: header.mask.unwrap_or_default(),
+                    offset: 0,
+                });
+            } else {
                 self.partial_frame_since = None;
             }
-            match &mut self.filter {
-                None => self.up_out = chunk.freeze(),
-                Some(filter) => {
-                    let mut kept = Vec::with_capacity(chunk.len());
-                    if let Err(e) = filter.filter(&chunk, &mut kept) {
-                        tracing::debug!(error = %e, "browser sent a message the gateway cannot frame");
-                        self.fail(close::POLICY_VIOLATION, "unexpected RFB message");
-                        return Ok(true);
-                    }
-                    self.up_out = Bytes::from(kept);
-                }
+        }
+        if self.filter.is_some() {
+            if !filtered.is_empty() {
+                self.up_out = Bytes::from(filtered);
             }
-            return Ok(true);
+        } else if ready > 0 {
+            self.up_out = self.up_buf.split_to(ready).freeze();
+            self.up_buf.advance(pos - ready);
         }
-        let (header, header_len) = match frame::parse_client_header(&self.up_buf) {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(false),
-            Err(e) => {
-                tracing::debug!(error = %e, "malformed frame from browser");
-                self.fail(e.close_code(), "malformed frame");
-                return Ok(true);
-            }
-        };
-        self.last_client_frame = Instant::now();
-        if header.opcode.is_control() {
-            let total = header_len + header.payload_len as usize;
-            if self.up_buf.len() < total {
-                return Ok(false);
-            }
-            self.up_buf.advance(header_len);
-            self.partial_frame_since = None;
-            let mut payload = self.up_buf.split_to(header.payload_len as usize);
-            mask::apply(&mut payload, header.mask.unwrap_or_default(), 0);
-            self.on_control(header.opcode, payload.freeze());
-            return Ok(true);
-        }
-        if !self.on_data_header(&header) {
-            return Ok(true);
-        }
-        self.up_buf.advance(header_len);
-        if header.payload_len > 0 {
-            self.up_frame = Some(InFrame {
-                remaining: header.payload_len,
-                key: header.mask.unwrap_or_default(),
-                offset: 0,
-            });
-        } else {
-            self.partial_frame_since = None;
-        }
-        Ok(true)
+        Ok(progressed)
     }
 
-    /// Checks message sequencing and size limits of a data frame; false if it was refused.
-    fn on_data_header(&mut self, h: &FrameHeader) -> bool {
+    /// Checks message sequencing and size limits of a data frame, changing nothing, so
+    /// that a frame refused behind pending output is refused the same way next round.
+    fn check_data_header(&self, h: &FrameHeader) -> Result<(), (u16, &'static str)> {
         let problem = match h.opcode {
             Opcode::Text => Some((
                 close::UNSUPPORTED_DATA,
@@ -505,20 +558,27 @@ where
             }
             _ => None,
         };
-        if let Some((code, reason)) = problem {
-            self.fail(code, reason);
-            return false;
+        if let Some(p) = problem {
+            return Err(p);
         }
+        let before = if h.opcode == Opcode::Binary {
+            0
+        } else {
+            self.message_len
+        };
+        if before + h.payload_len > self.limits.max_message {
+            return Err((close::MESSAGE_TOO_BIG, "message too big"));
+        }
+        Ok(())
+    }
+
+    /// Records a checked data frame in the message it belongs to.
+    fn accept_data_header(&mut self, h: &FrameHeader) {
         if h.opcode == Opcode::Binary {
             self.message_len = 0;
         }
         self.message_len += h.payload_len;
-        if self.message_len > self.limits.max_message {
-            self.fail(close::MESSAGE_TOO_BIG, "message too big");
-            return false;
-        }
         self.in_message = !h.fin;
-        true
     }
 
     fn on_control(&mut self, opcode: Opcode, payload: Bytes) {
