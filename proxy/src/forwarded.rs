@@ -95,10 +95,12 @@ impl TrustedProxies {
         }
     }
 
+    /// No proxy is trusted.
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
 
+    /// Whether `ip` is a trusted proxy's address.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.nets.iter().any(|n| n.contains(ip))
     }
