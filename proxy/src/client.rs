@@ -13,7 +13,7 @@ use tokio_rustls::server::TlsStream;
 pub enum ClientIo {
     /// Plain TCP.
     Plain(TcpStream),
-    /// TLS over TCP, terminated by the gateway (boxed: the TLS state is large).
+    /// TLS over TCP, terminated by the gateway.
     Tls(Box<TlsStream<TcpStream>>),
 }
 

@@ -58,10 +58,10 @@ pub struct GatewayConfig {
     pub host_token: bool,
     /// Origins allowed besides the request's own host (`*` allows any).
     pub allowed_origins: Vec<String>,
-    /// Longest wait for a new connection's PROXY header and TLS handshake, and for each
-    /// HTTP request head.
+    /// Time from accept to the end of the PROXY header and TLS handshake; also the bound
+    /// on reading each HTTP request head.
     pub handshake_timeout: Duration,
-    /// Longest wait for a target to accept the connection and finish its RFB handshake.
+    /// Bound on connecting to a target and on each step of its RFB handshake.
     pub connect_timeout: Duration,
     /// Close a session with no traffic either way for this long.
     pub idle_timeout: Option<Duration>,

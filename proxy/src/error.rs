@@ -35,7 +35,7 @@ pub enum TlsError {
     /// A PEM file could not be read or parsed.
     #[error("cannot read {0}: {1}")]
     Read(PathBuf, io::Error),
-    /// The file holds no certificate (neither a chain nor a CA).
+    /// The certificate (or CA) file holds no certificate.
     #[error("no certificate found in {0}")]
     NoCertificate(PathBuf),
     /// The file holds no private key.

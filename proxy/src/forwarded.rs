@@ -100,7 +100,7 @@ impl TrustedProxies {
         self.nets.is_empty()
     }
 
-    /// Whether `ip` is a trusted proxy's address.
+    /// Whether `ip` is one of the trusted addresses or in one of the trusted networks.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.nets.iter().any(|n| n.contains(ip))
     }

@@ -44,7 +44,8 @@ pub enum ProxyProtocolError {
     /// No CRLF within [`V1_MAX`] bytes.
     #[error("PROXY v1 line longer than 107 bytes")]
     V1TooLong,
-    /// A v1 line with an unknown protocol, a bad address or port, or missing fields.
+    /// A v1 line that is not UTF-8, or has an unknown protocol, a bad address or port, or
+    /// the wrong number of fields.
     #[error("malformed PROXY v1 line")]
     V1Malformed,
     /// The v2 version/command byte: a version other than 2, or neither LOCAL nor PROXY.

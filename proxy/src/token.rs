@@ -29,7 +29,7 @@ pub use file::TokenFileSource;
 pub enum Lookup {
     /// The token's route (a one-shot one now consumed).
     Found(Route),
-    /// The token's route has expired (and is removed).
+    /// The token's route has expired.
     Expired,
     /// No route has this token (or a one-shot one was already used).
     Unknown,

@@ -148,7 +148,7 @@ pub enum RegistryError {
     /// Called outside a tokio runtime: the publishing task has nowhere to run.
     #[error("the token registry must be started inside a tokio runtime")]
     NoRuntime,
-    /// The Redis client could not be set up.
+    /// Setting up the registry's client failed.
     #[error("token registry {registry}: {message}")]
     Client {
         /// The source, as displayed (never its password).

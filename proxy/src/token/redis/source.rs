@@ -25,7 +25,7 @@ pub enum SourceError {
         "empty Redis source: expected host[:port[:db[:password[:namespace]]]] or a redis:// URL"
     )]
     Empty,
-    /// An empty host, or a `[v6]` host without its closing bracket.
+    /// An empty host, or a malformed `[v6]` host.
     #[error("Redis source has no host")]
     NoHost,
     /// The host field holds a `/`: a socket path in the wrong spelling.
