@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 /// Where a request came from, as the gateway saw it.
 #[derive(Debug, Clone)]
 pub struct AppContext {
+    /// The TCP peer, or the client a trusted proxy's PROXY header names.
     pub peer: SocketAddr,
     /// The connection is TLS (darts' own listener; a reverse proxy's scheme is the
     /// application's business).

@@ -8,13 +8,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+/// The browser's stream, read and written the same way whether TLS or not.
 #[derive(Debug)]
 pub enum ClientIo {
+    /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP, terminated by the gateway.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl ClientIo {
+    /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Tls(_))
     }

@@ -7,14 +7,18 @@ use std::time::Duration;
 use crate::target::Target;
 use crate::tls::CertPaths;
 
+/// Default of [`GatewayConfig::handshake_timeout`].
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`GatewayConfig::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`GatewayConfig::grace_period`].
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// Bytes read from a target per websocket frame sent to the browser.
 pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
 /// Largest frame and largest (fragmented) message accepted from a browser. RFB messages
 /// from a viewer are small; the biggest is a clipboard paste.
 pub const DEFAULT_MAX_FRAME: u64 = 4 * 1024 * 1024;
+/// Default of [`GatewayConfig::max_message`]: see [`DEFAULT_MAX_FRAME`].
 pub const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 /// Client connections held at once (each session holds two descriptors).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 9_900;
@@ -37,6 +41,7 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GatewayConfig {
+    /// Address of the one listening socket (HTTP, TLS, websockets).
     pub listen: SocketAddr,
     /// TLS certificate; `None` serves plain HTTP only.
     pub tls: Option<CertPaths>,
@@ -53,16 +58,25 @@ pub struct GatewayConfig {
     pub host_token: bool,
     /// Origins allowed besides the request's own host (`*` allows any).
     pub allowed_origins: Vec<String>,
+    /// Time from accept to the end of the PROXY header and TLS handshake; also the bound
+    /// on reading each HTTP request head.
     pub handshake_timeout: Duration,
+    /// Bound on connecting to a target and on each step of its RFB handshake.
     pub connect_timeout: Duration,
     /// Close a session with no traffic either way for this long.
     pub idle_timeout: Option<Duration>,
     /// Ping the browser this often; close if it stops answering.
     pub heartbeat: Option<Duration>,
+    /// At shutdown, how long open connections and sessions get to end before they are
+    /// dropped.
     pub grace_period: Duration,
+    /// Largest read from either side, and so the largest frame sent to the browser.
     pub read_chunk: usize,
+    /// Largest websocket frame accepted from the browser; larger closes with 1009.
     pub max_frame: u64,
+    /// Largest (fragmented) message accepted from the browser; larger closes with 1009.
     pub max_message: u64,
+    /// Client connections held at once; a connection over it is answered `503`.
     pub max_connections: usize,
     /// Pending connections one address may hold (0: no limit): accepted but not yet a
     /// session with a valid token. A newcomer over the limit pushes out that address's
@@ -97,6 +111,7 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// Every setting at its default, listening on `listen`.
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,

@@ -9,12 +9,21 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
+    /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: io::Error },
+    Bind {
+        /// The configured listen address.
+        addr: String,
+        /// The error from `bind`.
+        source: io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A token file or directory could not be used.
     #[error(transparent)]
     TokenFile(#[from] TokenFileError),
+    /// The web directory is missing or not a directory.
     #[error("web directory {0} is not a readable directory")]
     WebDir(PathBuf),
 }
@@ -23,16 +32,28 @@ pub enum ProxyError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// A PEM file could not be read or parsed.
     #[error("cannot read {0}: {1}")]
     Read(PathBuf, io::Error),
+    /// The certificate (or CA) file holds no certificate.
     #[error("no certificate found in {0}")]
     NoCertificate(PathBuf),
+    /// The file holds no private key.
     #[error("no private key found in {0}")]
     NoKey(PathBuf),
+    /// The crypto provider cannot sign with the private key (unsupported or malformed).
     #[error("private key in {path} not usable: {reason}")]
-    BadKey { path: PathBuf, reason: String },
+    BadKey {
+        /// The file the key came from.
+        path: PathBuf,
+        /// The provider's reason.
+        reason: String,
+    },
+    /// The private key is not the certificate's.
     #[error("certificate and private key do not match ({0})")]
     Mismatch(String),
+    /// rustls refused the configuration built from the files (versions, CA, client
+    /// certificate).
     #[error("TLS configuration refused: {0}")]
     Config(String),
 }
@@ -41,6 +62,7 @@ pub enum TlsError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenFileError {
+    /// The path could not be read, or the thread watching it not started.
     #[error("token source {0}: {1}")]
     Read(PathBuf, io::Error),
 }
@@ -49,8 +71,10 @@ pub enum TokenFileError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
+    /// The connection was refused or failed.
     #[error("connect failed: {0}")]
     Io(#[from] io::Error),
+    /// No connection within the timeout it names.
     #[error("connect timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -101,6 +125,7 @@ impl SessionEnd {
         }
     }
 
+    /// Every variant, in the order of the metrics' counters.
     pub const ALL: [SessionEnd; 11] = [
         Self::Closed,
         Self::ClientProtocol,

@@ -29,7 +29,9 @@ use crate::route::TokenKey;
 /// What happened to a viewer of a labelled route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViewerChange {
+    /// A websocket to the route was accepted.
     Opened,
+    /// That websocket ended.
     Closed,
 }
 
@@ -60,11 +62,14 @@ pub enum RouteOrigin {
 /// digest, never by its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerEvent {
+    /// The route's label: the session it belongs to.
     pub label: Arc<str>,
     /// The digest of the token the viewer used: darts acts on the event only if that
     /// token is one of the labelled session's own.
     pub key: TokenKey,
+    /// Where the route came from: only [`RouteOrigin::Own`] is this node's to act on.
     pub origin: RouteOrigin,
+    /// Opened or closed.
     pub change: ViewerChange,
     /// The route was one-shot: its session should end with this connection.
     pub one_shot: bool,

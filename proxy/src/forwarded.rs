@@ -95,10 +95,12 @@ impl TrustedProxies {
         }
     }
 
+    /// No proxy is trusted.
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
 
+    /// Whether `ip` is one of the trusted addresses or in one of the trusted networks.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.nets.iter().any(|n| n.contains(ip))
     }

@@ -91,10 +91,12 @@ pub struct GatewayHandle {
 }
 
 impl GatewayHandle {
+    /// The routes the gateway serves.
     pub fn tokens(&self) -> &Arc<TokenMap> {
         &self.shared.router.tokens
     }
 
+    /// The gateway's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
     }
@@ -157,12 +159,14 @@ impl Gateway {
         })
     }
 
+    /// The address actually bound (the configured one if the socket cannot say).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .unwrap_or(self.shared.config.listen)
     }
 
+    /// A handle to steer the gateway once it runs.
     pub fn handle(&self) -> GatewayHandle {
         GatewayHandle {
             shared: self.shared.clone(),

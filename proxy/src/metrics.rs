@@ -10,12 +10,20 @@ use crate::events::{EventsShared, ViewerEvents};
 /// Outcome of a websocket upgrade request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handshake {
+    /// Answered `101`: the websocket goes to a session.
     Accepted,
+    /// The token names no route (`404`).
     UnknownToken,
+    /// The token's route has expired (`404`).
     ExpiredToken,
+    /// No token, and no default target (`404`).
     MissingToken,
+    /// The `Origin` header is not allowed (`403`).
     OriginRefused,
+    /// Not a valid websocket upgrade request.
     BadRequest,
+    /// Over `max_connections` (`503` at accept), or the shared registry too busy to ask
+    /// (`503`).
     Overloaded,
     /// The token was not known here and the shared token registry did not answer.
     RegistryUnavailable,
@@ -54,10 +62,15 @@ impl Handshake {
 /// Errors counted outside sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// `accept` on the listener failed.
     Accept,
+    /// A TLS handshake failed, or was attempted with no certificate configured.
     TlsHandshake,
+    /// No PROXY header or TLS handshake within the handshake timeout.
     HandshakeTimeout,
+    /// A plain connection refused under `ssl_only`.
     PlainRefused,
+    /// An HTTP connection failed, or a PROXY header was refused.
     Http,
 }
 
@@ -110,6 +123,7 @@ impl Metrics {
         }
     }
 
+    /// A client connection got past its PROXY header and TLS handshake.
     pub fn connection_opened(&self, tls: bool) {
         self.connections_open.fetch_add(1, Relaxed);
         self.connections_total.fetch_add(1, Relaxed);
@@ -124,14 +138,17 @@ impl Metrics {
         self.dropped_pending.fetch_add(1, Relaxed);
     }
 
+    /// A connection counted by [`connection_opened`](Self::connection_opened) closed.
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
+    /// Counts the outcome of a websocket upgrade request.
     pub fn handshake(&self, h: Handshake) {
         self.handshakes[h as usize].fetch_add(1, Relaxed);
     }
 
+    /// A session's target is ready and its pump starts.
     pub fn session_opened(&self) {
         self.sessions_open.fetch_add(1, Relaxed);
     }
@@ -147,18 +164,22 @@ impl Metrics {
         self.session_ends[i].fetch_add(1, Relaxed);
     }
 
+    /// Adds `n` payload bytes relayed to the browser.
     pub fn to_client(&self, n: usize) {
         self.bytes_to_client.fetch_add(n as u64, Relaxed);
     }
 
+    /// Adds `n` payload bytes relayed to the target.
     pub fn to_target(&self, n: usize) {
         self.bytes_to_target.fetch_add(n as u64, Relaxed);
     }
 
+    /// Counts an error outside sessions.
     pub fn error(&self, kind: ErrorKind) {
         self.errors[kind as usize].fetch_add(1, Relaxed);
     }
 
+    /// Counts a certificate reload that succeeded (`ok`) or was refused.
     pub fn tls_reload(&self, ok: bool) {
         if ok {
             &self.tls_reloads_ok
@@ -168,10 +189,12 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
+    /// A request that is not a websocket upgrade arrived.
     pub fn http_request(&self) {
         self.http_requests.fetch_add(1, Relaxed);
     }
 
+    /// Sessions relaying right now.
     pub fn sessions_open(&self) -> i64 {
         self.sessions_open.load(Relaxed)
     }

@@ -38,20 +38,29 @@ pub struct ProxyHeader {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyProtocolError {
+    /// Neither signature: [`parse`] was given something else.
     #[error("the connection does not start with a PROXY protocol header")]
     NotProxy,
+    /// No CRLF within [`V1_MAX`] bytes.
     #[error("PROXY v1 line longer than 107 bytes")]
     V1TooLong,
+    /// A v1 line that is not UTF-8, or has an unknown protocol, a bad address or port, or
+    /// the wrong number of fields.
     #[error("malformed PROXY v1 line")]
     V1Malformed,
+    /// The v2 version/command byte: a version other than 2, or neither LOCAL nor PROXY.
     #[error("unsupported PROXY v2 version or command {0:#04x}")]
     V2Command(u8),
+    /// A v2 address family/protocol byte this parser does not know.
     #[error("unsupported PROXY v2 address family {0:#04x}")]
     V2Family(u8),
+    /// A v2 payload longer than [`MAX_V2_PAYLOAD`].
     #[error("PROXY v2 payload of {0} bytes is too long")]
     V2TooLong(usize),
+    /// A v2 payload too short for the addresses its family announces.
     #[error("PROXY v2 addresses do not fit in the {0}-byte payload")]
     V2Short(usize),
+    /// The socket failed or closed before the header was complete.
     #[error("reading the PROXY header: {0}")]
     Io(String),
 }
@@ -60,9 +69,17 @@ pub enum ProxyProtocolError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
     /// At least `need` more bytes are needed (never more than the header has).
-    Incomplete { need: usize },
+    Incomplete {
+        /// Bytes to read before parsing again.
+        need: usize,
+    },
     /// A header of `len` bytes.
-    Complete { header: ProxyHeader, len: usize },
+    Complete {
+        /// What it said.
+        header: ProxyHeader,
+        /// Its length, to consume before what follows.
+        len: usize,
+    },
 }
 
 /// What the first bytes of a connection are.

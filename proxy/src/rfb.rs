@@ -28,8 +28,11 @@ pub enum BackendSecurity {
     VncPassword(Password),
     /// VeNCrypt x509 (X509None, or X509Vnc with a password); darts is the TLS client.
     X509 {
+        /// Trusts the target's CA and carries darts' client certificate, if any.
         tls: Arc<rustls::ClientConfig>,
+        /// The name the target's certificate must carry.
         server_name: ServerName<'static>,
+        /// The VNC password inside TLS (X509Vnc); `None` for X509None.
         password: Option<Password>,
     },
 }

@@ -22,6 +22,7 @@ impl TokenKey {
         &self.0
     }
 
+    /// The digest of `token`.
     pub fn of(token: &str) -> Self {
         let d = digest::digest(&digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
@@ -80,6 +81,7 @@ impl fmt::Debug for TokenKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Route {
+    /// The VNC server (or other TCP/unix service) the websocket is relayed to.
     pub target: Target,
     /// After this instant the token is refused (and removed).
     pub expires_at: Option<SystemTime>,
@@ -98,6 +100,8 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route to `target`: no expiry, reusable, unlabelled, no terminated security, no
+    /// input restrictions.
     pub fn new(target: Target) -> Self {
         Self {
             target,
@@ -111,21 +115,25 @@ impl Route {
         }
     }
 
+    /// Sets how darts authenticates to the target's VNC server.
     pub fn security(mut self, security: BackendSecurity) -> Self {
         self.security = security;
         self
     }
 
+    /// Sets whether this route's viewers have their input dropped.
     pub fn view_only(mut self, view_only: bool) -> Self {
         self.view_only = view_only;
         self
     }
 
+    /// Sets the largest clipboard paste forwarded (`Some(0)`: no clipboard).
     pub fn max_clipboard(mut self, max: Option<u32>) -> Self {
         self.max_clipboard = max;
         self
     }
 
+    /// Sets whether view-only viewers still receive the guest's clipboard.
     pub fn view_only_clipboard(mut self, allowed: bool) -> Self {
         self.view_only_clipboard = allowed;
         self
@@ -150,16 +158,19 @@ impl Route {
             .then(|| Box::new(crate::rfb::ClientFilter::new(policy)))
     }
 
+    /// Refuses the token from `at` on.
     pub fn expires_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
         self
     }
 
+    /// Sets whether the token is accepted for one connection only.
     pub fn one_shot(mut self, one_shot: bool) -> Self {
         self.one_shot = one_shot;
         self
     }
 
+    /// Names the route (e.g. a session id) for logs and viewer events.
     pub fn label(mut self, label: impl Into<Arc<str>>) -> Self {
         self.label = Some(label.into());
         self

@@ -292,7 +292,9 @@ where
 /// What a session needs beyond its route.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionOptions {
+    /// Read and frame size limits of the pump.
     pub limits: Limits,
+    /// Connect, idle, heartbeat and frame timers.
     pub timers: Timers,
     /// For routes without terminated security: check that the target speaks RFB before
     /// relaying (off for non-VNC uses of the gateway).

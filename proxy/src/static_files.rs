@@ -16,6 +16,8 @@ use crate::url::percent_decode;
 /// Files larger than this are not served (the noVNC client's largest is under 1 MiB).
 const MAX_FILE: u64 = 64 * 1024 * 1024;
 
+/// The directory static files are served from, canonical so that resolved paths can be
+/// checked against it.
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
     root: PathBuf,
@@ -24,18 +26,22 @@ pub struct StaticFiles {
 /// What a static request resolves to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolved {
+    /// A regular file under the root (a directory's `index.html` included).
     File(PathBuf),
     /// A directory without `index.html` that holds noVNC's `vnc.html`.
     RedirectTo(&'static str),
+    /// Nothing servable: missing, outside the root, or refused.
     NotFound,
 }
 
 impl StaticFiles {
+    /// Serves `root`; `None` unless it resolves to a directory.
     pub fn new(root: &Path) -> Option<Self> {
         let root = root.canonicalize().ok()?;
         root.is_dir().then_some(Self { root })
     }
 
+    /// The canonical root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -13,7 +13,12 @@ use crate::error::ConnectError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// `host:port`; the host is resolved at connect time.
-    Tcp { host: String, port: u16 },
+    Tcp {
+        /// A name or an IP literal (without brackets).
+        host: String,
+        /// The TCP port.
+        port: u16,
+    },
     /// A unix socket path, as in websockify's `unix_socket:/path`.
     Unix(PathBuf),
 }
@@ -98,7 +103,9 @@ impl fmt::Display for Target {
 /// An open connection to a target.
 #[derive(Debug)]
 pub enum Backend {
+    /// A TCP connection (`TCP_NODELAY` set).
     Tcp(TcpStream),
+    /// A unix socket connection.
     Unix(UnixStream),
     /// VeNCrypt: TLS inside the RFB handshake, on top of the TCP or unix connection.
     Tls(Box<tokio_rustls::client::TlsStream<Backend>>),

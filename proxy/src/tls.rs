@@ -25,6 +25,7 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// The PEM files a certificate comes from (`certificate_crt` / `certificate_key`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertPaths {
+    /// PEM file of the certificate chain.
     pub cert: PathBuf,
     /// `None`: the key is in the certificate file (websockify's `self.pem` style).
     pub key: Option<PathBuf>,
@@ -167,6 +168,7 @@ impl TlsState {
         })
     }
 
+    /// Accepts TLS with whichever certificate is current at the handshake.
     pub fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
     }

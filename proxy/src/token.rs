@@ -27,8 +27,11 @@ pub use file::TokenFileSource;
 /// The answer to a token lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
+    /// The token's route (a one-shot one now consumed).
     Found(Route),
+    /// The token's route has expired.
     Expired,
+    /// No route has this token (or a one-shot one was already used).
     Unknown,
     /// Not known here and the shared registry did not answer (unreachable, too slow, or
     /// its entry needs what this gateway lacks). Only from `lookup_shared`.
@@ -61,6 +64,7 @@ pub struct TokenMap {
 }
 
 impl TokenMap {
+    /// An empty map: no routes, no files, no registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -274,6 +278,7 @@ impl TokenMap {
         self.routes.len()
     }
 
+    /// No in-process routes (token files and the registry are not counted).
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -21,14 +21,19 @@ const MAX_HANDSHAKE_BYTES: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
+    /// Reading from or writing to the target failed.
     #[error("target I/O: {0}")]
     Io(#[from] io::Error),
+    /// The target closed the connection during the named step.
     #[error("target closed the connection during {0}")]
     Closed(&'static str),
+    /// A handshake step took longer than its timeout.
     #[error("target did not answer within {0:?}")]
     Timeout(Duration),
+    /// The target is not a VNC server, refused darts, or broke the protocol.
     #[error(transparent)]
     Rfb(#[from] RfbError),
+    /// The TLS handshake of VeNCrypt x509 failed.
     #[error("TLS with the target failed: {0}")]
     Tls(io::Error),
 }

@@ -18,19 +18,26 @@ use crate::ws::write::{send_close, write_frame};
 /// Largest frame accepted from the browser during the handshake.
 const MAX_HANDSHAKE_FRAME: u64 = 64 * 1024;
 
+/// Why the browser's side of the RFB handshake failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrowserError {
+    /// Reading from or writing to the browser failed.
     #[error("browser I/O: {0}")]
     Io(#[from] io::Error),
+    /// The browser closed the connection or sent a close frame.
     #[error("browser closed the connection during the RFB handshake")]
     Closed,
+    /// A bad, text or oversized frame; with the close code to answer.
     #[error("browser broke the websocket protocol: {0}")]
     Protocol(&'static str, u16),
+    /// The RFB messages inside the frames were wrong.
     #[error("browser broke the RFB protocol: {0}")]
     Rfb(#[from] RfbError),
+    /// The handshake took longer than the given time.
     #[error("browser did not finish the RFB handshake within {0:?}")]
     Timeout(Duration),
+    /// darts refused the browser (a `refusing` handshake); the reason has been sent.
     #[error("browser refused: {0}")]
     Refused(&'static str),
 }
@@ -57,6 +64,7 @@ pub struct BrowserLink<'a, C> {
 }
 
 impl<'a, C: AsyncRead + AsyncWrite + Unpin> BrowserLink<'a, C> {
+    /// Talks over `client`, starting with `early`, the bytes read before the upgrade.
     pub fn new(client: &'a mut C, early: Bytes) -> Self {
         Self {
             client,

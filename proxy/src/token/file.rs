@@ -39,16 +39,22 @@ const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 /// One line that could not be used, for the log. Never holds the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineIssue {
+    /// Line number, from 1.
     pub line: usize,
+    /// What is wrong with it.
     pub reason: String,
 }
 
 /// One usable line: a token, its target, and darts' options after the target.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// Line number, from 1.
     pub line: usize,
+    /// The token as written in the file (only its digest is kept once loaded).
     pub token: String,
+    /// Where the token leads.
     pub target: Target,
+    /// The words after the target.
     pub options: EntryOptions,
 }
 
@@ -67,15 +73,27 @@ impl std::fmt::Debug for Entry {
 /// `password=PW` or `password-file=PATH`, `ca=PATH`, `cert=PATH`, `key=PATH`, `server-name=NAME`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct EntryOptions {
+    /// `view-only`: the viewer's input is dropped.
     pub view_only: bool,
+    /// `view-clipboard`: a view-only viewer still receives the guest's clipboard.
     pub view_clipboard: bool,
+    /// `clipboard=BYTES`: largest paste forwarded; 0 disables the clipboard.
     pub clipboard: Option<u32>,
+    /// `security=`: unset means x509 with `ca`, vnc-password with a password, else none.
     pub security: Option<String>,
+    /// `password=`: the VNC password, in the file itself.
     pub password: Option<String>,
+    /// `password-file=`: a file holding the VNC password (trailing line ends dropped);
+    /// used when `password` is unset.
     pub password_file: Option<PathBuf>,
+    /// `ca=`: PEM of the CA the target's certificate must chain to (x509).
     pub ca: Option<PathBuf>,
+    /// `cert=`: darts' client certificate for x509.
     pub cert: Option<PathBuf>,
+    /// `key=`: its private key, when not in the `cert` file.
     pub key: Option<PathBuf>,
+    /// `server-name=`: the name the target's certificate must carry (default
+    /// `localhost`).
     pub server_name: Option<String>,
 }
 
@@ -320,6 +338,7 @@ impl TokenFileSource {
             .map_err(|e| TokenFileError::Read(self.inner.path.clone(), e))
     }
 
+    /// The file or directory this source reads.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -329,6 +348,7 @@ impl TokenFileSource {
         self.inner.routes.load().len()
     }
 
+    /// No routes loaded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -93,6 +93,7 @@ const EVENT_QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RegistryConfig {
+    /// The Redis server and key namespace.
     pub source: RedisSource,
     /// The secret shared by the gateways (`token_redis_key`): without it, routes with a
     /// VNC password are neither published nor read.
@@ -102,12 +103,18 @@ pub struct RegistryConfig {
     /// Where viewer events other gateways report about this node's routes go (darts
     /// serve's session manager); needs `seal`. None: not listened for.
     pub peer_events: Option<ViewerEvents>,
+    /// How often every route is published again; also sets the entries' lease (three
+    /// periods, at least 10 s). At least one second.
     pub resync_every: Duration,
+    /// Bound on one registry lookup.
     pub lookup_timeout: Duration,
+    /// Registry lookups in flight at once (at least one); more are answered "busy".
     pub max_lookups: usize,
 }
 
 impl RegistryConfig {
+    /// A registry on `source` with no secret, no x509 client, no peer events and the
+    /// default timings.
     pub fn new(source: RedisSource) -> Self {
         Self {
             source,
@@ -138,10 +145,17 @@ pub fn x509_client_from_dir(
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
+    /// Called outside a tokio runtime: the publishing task has nowhere to run.
     #[error("the token registry must be started inside a tokio runtime")]
     NoRuntime,
+    /// Setting up the registry's client failed.
     #[error("token registry {registry}: {message}")]
-    Client { registry: String, message: String },
+    Client {
+        /// The source, as displayed (never its password).
+        registry: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// The answer of the registry for a token this gateway does not know.

@@ -5,14 +5,24 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// Longest payload a control frame (close, ping, pong) may carry (RFC 6455 §5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// Normal closure; also darts' close of an idle session.
 pub const NORMAL: u16 = 1000;
+/// Going away: the gateway shuts down, or the browser stopped answering pings.
 pub const GOING_AWAY: u16 = 1001;
+/// The peer broke the websocket protocol.
 pub const PROTOCOL_ERROR: u16 = 1002;
+/// A data type not accepted: darts takes binary frames only.
 pub const UNSUPPORTED_DATA: u16 = 1003;
+/// Stands for "no status code" locally; never sent in a close frame.
 pub const NO_STATUS: u16 = 1005;
+/// Payload inconsistent with its message type (text that is not UTF-8).
 pub const INVALID_PAYLOAD: u16 = 1007;
+/// Policy violation: an unexpected RFB message, or a frame left unfinished too long.
 pub const POLICY_VIOLATION: u16 = 1008;
+/// A frame or message over the size limits.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// Internal error: the session cannot go on, mostly because the VNC server failed or
+/// cannot be used.
 pub const INTERNAL_ERROR: u16 = 1011;
 
 /// What a peer's close frame said, once checked.

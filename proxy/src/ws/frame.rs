@@ -28,11 +28,17 @@ pub use super::close::MAX_CONTROL_PAYLOAD;
 /// Frame opcodes (RFC 6455 §5.2). Reserved opcodes are rejected while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opcode {
+    /// The next part of a fragmented message.
     Continuation,
+    /// A UTF-8 text message (refused by darts: RFB is binary).
     Text,
+    /// A binary message: RFB bytes.
     Binary,
+    /// Starts or answers the closing handshake.
     Close,
+    /// Asks for a pong with the same payload.
     Ping,
+    /// Answers a ping.
     Pong,
 }
 
@@ -69,10 +75,13 @@ impl Opcode {
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// Last frame of its message.
     pub fin: bool,
+    /// The frame's type.
     pub opcode: Opcode,
     /// Masking key; every frame from a browser must carry one.
     pub mask: Option<[u8; 4]>,
+    /// Payload length as the header announces it.
     pub payload_len: u64,
 }
 

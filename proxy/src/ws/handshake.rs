@@ -14,6 +14,7 @@ pub const BINARY_PROTOCOL: &str = "binary";
 /// What the `101 Switching Protocols` response must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accept {
+    /// `Sec-WebSocket-Accept`, derived from the browser's key.
     pub accept_key: HeaderValue,
     /// `Some("binary")` when the browser offered it; `None` when it offered nothing.
     pub protocol: Option<HeaderValue>,
@@ -22,9 +23,13 @@ pub struct Accept {
 /// Why an upgrade request is refused; each maps to an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeError {
+    /// Not a `GET`; answered `405`.
     NotGet,
+    /// Not HTTP/1.1.
     NotHttp11,
+    /// `Connection` does not list `upgrade`.
     MissingConnectionUpgrade,
+    /// `Sec-WebSocket-Key` missing, or not 16 bytes in base64.
     BadKey,
     /// Version other than 13; answered `426` with `Sec-WebSocket-Version: 13`.
     UnsupportedVersion,
@@ -33,6 +38,7 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The HTTP status the refusal is answered with.
     pub fn status(self) -> http::StatusCode {
         match self {
             Self::NotGet => http::StatusCode::METHOD_NOT_ALLOWED,
@@ -41,6 +47,7 @@ impl HandshakeError {
         }
     }
 
+    /// Short text for the response body.
     pub fn reason(self) -> &'static str {
         match self {
             Self::NotGet => "websocket upgrade must use GET",

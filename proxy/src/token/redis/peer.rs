@@ -37,14 +37,19 @@ const MAX_LABEL: usize = 256;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PeerEventError {
+    /// Longer than [`MAX_MESSAGE`].
     #[error("viewer event longer than {MAX_MESSAGE} bytes")]
     TooLong,
+    /// Not the expected JSON, or a field out of range.
     #[error("malformed viewer event: {0}")]
     Malformed(String),
+    /// A format version this node does not speak.
     #[error("viewer event version {0} is not this node's")]
     Version(u8),
+    /// Its tag does not verify with the registry secret.
     #[error("viewer event not authenticated by token_redis_key")]
     Unauthenticated,
+    /// Older than [`MAX_AGE`], or stamped too far ahead of this node's clock.
     #[error("viewer event too old or from the future")]
     Stale,
 }

@@ -29,15 +29,26 @@ const FORMAT: &str = "v1.";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SealError {
+    /// The secret file could not be read.
     #[error("cannot read the registry secret {path}: {source}")]
     Read {
+        /// The secret file.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The secret is shorter than [`MIN_SECRET_LEN`].
     #[error("the registry secret {path} holds {len} bytes; at least {MIN_SECRET_LEN} are needed")]
-    TooShort { path: String, len: usize },
+    TooShort {
+        /// The secret file.
+        path: String,
+        /// Its length, line end excluded.
+        len: usize,
+    },
+    /// No nonce: the system random generator failed.
     #[error("the system random generator failed")]
     Random,
+    /// Not a `v1.` value, bad hex, too short, or it fails authentication.
     #[error("sealed password malformed or tampered with")]
     Broken,
 }

@@ -20,20 +20,27 @@ const DEFAULT_PORT: u16 = 6379;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
+    /// Nothing but white space.
     #[error(
         "empty Redis source: expected host[:port[:db[:password[:namespace]]]] or a redis:// URL"
     )]
     Empty,
+    /// An empty host, or a malformed `[v6]` host.
     #[error("Redis source has no host")]
     NoHost,
+    /// The host field holds a `/`: a socket path in the wrong spelling.
     #[error("Redis host {0:?} is a path: a unix socket is unix:PATH or redis+unix://PATH")]
     Path(String),
+    /// A quote left open.
     #[error("unbalanced quote in the Redis source")]
     Quote,
+    /// The port is not a number from 1 to 65535.
     #[error("Redis port {0:?} is not a number from 1 to 65535")]
     Port(String),
+    /// The database is not a non-negative number.
     #[error("Redis database {0:?} is not a number")]
     Database(String),
+    /// The `redis` crate refused the URL or address.
     #[error("Redis URL refused: {0}")]
     Url(String),
 }

@@ -37,24 +37,34 @@ const MAC_LABEL: &[u8] = b"darts token-redis entry v2\0";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValueError {
+    /// The value (or a darts entry's `host`) is not a target.
     #[error("not a target: expected {{\"host\": \"h:p\"}}, h:p or unix_socket:/path")]
     Target,
+    /// A darts entry found under a websockify plain-token key.
     #[error("a darts entry under a plain token key is ignored")]
     DartsUnderPlainKey,
+    /// Not darts' entry JSON, or fields that contradict each other.
     #[error("malformed darts entry: {0}")]
     Malformed(String),
+    /// Written by a newer darts in a format this gateway cannot read.
     #[error("darts entry format {0} is newer than this gateway's")]
     Format(u8),
+    /// A `security` value this gateway does not know.
     #[error("unknown security mode {0:?}")]
     Security(String),
+    /// A VNC password to seal or open, and no registry secret.
     #[error("the entry's VNC password is sealed and no registry secret (token_redis_key) is set")]
     NoSealKey,
+    /// An x509 entry, and this gateway has no VNC client certificate.
     #[error("the entry needs x509 and this gateway has no VNC client certificate")]
     NoClientCertificate,
+    /// The x509 server name is not a valid DNS name or IP address.
     #[error("x509 server name {0:?} is not valid")]
     ServerName(String),
+    /// The tag is missing or does not verify with the registry secret.
     #[error("entry not authenticated by token_redis_key (changed, copied from another token, or written without the secret)")]
     Unauthenticated,
+    /// Sealing or opening the VNC password failed.
     #[error(transparent)]
     Seal(#[from] SealError),
 }
@@ -70,7 +80,9 @@ impl ValueError {
 /// What a gateway brings to read darts' entries.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadContext<'a> {
+    /// The registry secret: entries must verify, and sealed passwords can be opened.
     pub seal: Option<&'a SealKey>,
+    /// This gateway's VNC client certificate, for x509 entries.
     pub x509_client: Option<&'a Arc<rustls::ClientConfig>>,
 }
 
