@@ -5,6 +5,7 @@
 //! through the `TokenMap` (which token goes where, until when) and the `GatewayHandle`.
 //! See `LIFECYCLE.md` for the path of one connection.
 
+#![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 // Code the service runs logs through `tracing`: a panicking print macro never.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
