@@ -35,11 +35,16 @@ use crate::ws::mask;
 use crate::ws::write::OutFrame;
 
 #[cfg(test)]
+mod fairness_tests;
+#[cfg(test)]
 mod upstream_tests;
 
 /// How often a streaming session adds its byte counts to the gateway's totals: the
 /// shared counters are touched a few times a second per session, never per write.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
+
+/// Rounds of work (at most one read each way) one `Pump::poll` does before it yields.
+const ROUNDS_PER_POLL: usize = 16;
 
 /// Inline bytes a read from an idle peer goes into before any buffer is allocated.
 const PROBE: usize = 256;
@@ -322,8 +327,13 @@ where
     }
 
     /// Drives both directions as far as they go. Ready when the session is over.
+    ///
+    /// Each round lets each direction read at most once, so a direction that always has
+    /// data (a browser pasting megabytes) cannot starve the other (the screen updates of
+    /// the same session); and one call does at most `ROUNDS_PER_POLL` rounds before it
+    /// yields, so a session that always has data cannot hold its worker from the others.
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<SessionEnd> {
-        loop {
+        for _ in 0..ROUNDS_PER_POLL {
             let up = match self.poll_up(cx) {
                 Ok(step) => step,
                 Err(end) => return Poll::Ready(*self.end.get_or_insert(end)),
@@ -339,11 +349,14 @@ where
                 return Poll::Pending;
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Browser → target. `Err` ends the session at once.
     fn poll_up(&mut self, cx: &mut Context<'_>) -> Result<Step, SessionEnd> {
         let mut step = Step::Blocked;
+        let mut read_once = false;
         loop {
             // 1. Whatever is unmasked goes to the target first (backpressure).
             if !self.up_out.is_empty() {
@@ -394,7 +407,10 @@ where
                 step = Step::Progress;
                 continue;
             }
-            // 3. Read more from the browser.
+            // 3. Read more from the browser: once per round.
+            if read_once {
+                return Ok(Step::Progress);
+            }
             match read_lazy(
                 &mut self.client,
                 cx,
@@ -408,6 +424,7 @@ where
                 }
                 Poll::Ready(Ok(n)) => {
                     self.counts.client_read += n as u64;
+                    read_once = true;
                     step = Step::Progress;
                 }
                 Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
@@ -628,6 +645,7 @@ where
     /// Target → browser. `Err` ends the session at once.
     fn poll_down(&mut self, cx: &mut Context<'_>) -> Result<Step, SessionEnd> {
         let mut step = Step::Blocked;
+        let mut read_once = false;
         loop {
             // 1. Finish the frame being written.
             if let Some(f) = &mut self.down_frame {
@@ -688,6 +706,10 @@ where
                     Poll::Pending => return Ok(step),
                 }
             }
+            // Read more from the target: once per round.
+            if read_once {
+                return Ok(Step::Progress);
+            }
             match read_lazy(
                 &mut self.target,
                 cx,
@@ -704,6 +726,7 @@ where
                     step = Step::Progress;
                 }
                 Poll::Ready(Ok(n)) => {
+                    read_once = true;
                     let payload = self.down_buf.split_to(n).freeze();
                     self.down_frame = Some(OutFrame::new(Opcode::Binary, payload));
                     step = Step::Progress;
