@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use qemu::{artifacts_dir, repo_path, require_program, Qemu, RfbOverWs};
+use qemu::{artifacts_dir, repo_path, script_json, Qemu, RfbOverWs};
 use serde_json::Value;
 use support::*;
 use vm::Vm;
@@ -74,21 +74,8 @@ struct Browser {
 }
 
 fn browser_tools() -> Browser {
-    let node = require_program("node");
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        chromium.is_file(),
-        "Chromium not found at {} (set CHROMIUM): install it with `bash tests/setup.sh`",
-        chromium.display()
-    );
+    let (node, chromium) = qemu::browser_tools();
     let node_modules = repo_path("tests/e2e/node/node_modules");
-    assert!(
-        node_modules.join("playwright-core").is_dir(),
-        "{}/playwright-core is missing: run `bash tests/setup.sh` (npm ci in tests/e2e/node)",
-        node_modules.display()
-    );
     Browser {
         node,
         chromium,
@@ -110,15 +97,8 @@ fn novnc_shot(b: &Browser, url: &str, png: &Path, extra: &[&str]) -> Shot {
         .output()
         .expect("run node");
     let elapsed = started.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!("novnc-shot.js printed no JSON; stdout:\n{stdout}\nstderr:\n{stderr}")
-        });
-    let json: Value = serde_json::from_str(line).expect("novnc-shot.js JSON");
+    let json = script_json("novnc-shot.js", &out);
     eprintln!("novnc-shot.js ({elapsed:.1?}): {json}");
     Shot {
         ok: out.status.success(),

@@ -22,12 +22,12 @@ mod service;
 mod smtp_sink;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use auth_servers::{Dovecot, TestCa};
-use qemu::{artifacts_dir, repo_path, require_program};
+use qemu::{artifacts_dir, browser_tools, repo_path, script_json};
 use serde_json::Value;
 use smtp_sink::SmtpSink;
 use support::Scratch;
@@ -37,24 +37,6 @@ const PASSWORD: &str = "alice-imap-pw";
 const SENDER: (&str, &str) = ("darts@e2e.test", "senderpw");
 /// The original's title: the screenshots of these pages illustrate the README.
 const TITLE: &str = "Data Analysis Remote Treatment Service";
-
-/// node, Chromium and playwright-core; checked before anything is started.
-fn browser_tools() -> (PathBuf, PathBuf) {
-    let node = require_program("node");
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        chromium.is_file(),
-        "Chromium not found at {} (set CHROMIUM): install it with `bash tests/setup.sh`",
-        chromium.display()
-    );
-    assert!(
-        repo_path("tests/e2e/node/node_modules/playwright-core").is_dir(),
-        "playwright-core is missing: run `bash tests/setup.sh` (npm ci in tests/e2e/node)"
-    );
-    (node, chromium)
-}
 
 /// `darts serve` settings: IMAPS against dovecot, the second factor through the SMTP sink
 /// (one CA file trusting both test CAs), the guest's serial port written to `serial`.
@@ -143,15 +125,8 @@ fn a_user_logs_in_creates_connects_types_and_stops_in_chromium() {
             .env("CHROMIUM", &chromium)
             .output()
             .expect("run node");
-        let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let line = stdout
-            .lines()
-            .rfind(|l| l.starts_with('{'))
-            .unwrap_or_else(|| {
-                panic!("darts-service.js printed no JSON; stdout:\n{stdout}\nstderr:\n{stderr}")
-            });
-        let j: Value = serde_json::from_str(line).expect("darts-service.js JSON");
+        let j = script_json("darts-service.js", &out);
         eprintln!("darts-service.js ({:.1?}): {j}", started.elapsed());
         let stalled = j["error"]
             .as_str()
@@ -302,17 +277,7 @@ fn the_connect_page_shows_only_its_own_links_from_the_fragment() {
         .env("CHROMIUM", &chromium)
         .output()
         .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON from darts-links.js:\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let j: Value = serde_json::from_str(line).unwrap();
+    let j = script_json("darts-links.js", &out);
     assert!(out.status.success(), "{j}\nlog:\n{}", svc.log());
     let genuine = j["genuine"].as_str().unwrap();
     assert!(

@@ -521,15 +521,7 @@ fn config_check_refuses_unusable_peer_settings() {
 
 #[test]
 fn in_chromium_a_full_node_hands_the_user_to_the_peer_and_manage_lists_it() {
-    let node = qemu::require_program("node");
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        qemu::repo_path("tests/e2e/node/node_modules/playwright-core").is_dir()
-            && chromium.is_file(),
-        "Chromium and playwright-core are needed: run `bash tests/setup.sh`"
-    );
+    let (node, chromium) = qemu::browser_tools();
     let mesh = Mesh::new("nodes-browser");
     // The landing page offers exactly what the demo machine runs with.
     let layout = "layout_cpu = [1]\nlayout_memory = [0.25]\n";
@@ -555,17 +547,7 @@ fn in_chromium_a_full_node_hands_the_user_to_the_peer_and_manage_lists_it() {
         .env("CHROMIUM", &chromium)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON from darts-nodes.js:\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let j: Value = serde_json::from_str(line).unwrap();
+    let j = qemu::script_json("darts-nodes.js", &out);
     assert!(out.status.success(), "{j}\nA's log:\n{}", a.log());
     // The user is on B's connect page, logged in there, with B's link in hand.
     let page = j["connect_page"].as_str().unwrap();

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qemu::{artifacts_dir, repo_path, require_program, RfbOverWs};
+use qemu::{artifacts_dir, browser_tools, repo_path, script_json, RfbOverWs};
 use serde_json::Value;
 use service::Service;
 use support::{http_get, ws_connect};
@@ -158,24 +158,6 @@ fn tls_service(name: &str, extra: &str) -> (Service, Tls) {
     (svc, tls)
 }
 
-/// node, Chromium and playwright-core, checked before anything is started.
-fn browser_tools() -> (PathBuf, PathBuf) {
-    let node = require_program("node");
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        chromium.is_file(),
-        "Chromium not found at {} (set CHROMIUM): `bash tests/setup.sh browser`",
-        chromium.display()
-    );
-    assert!(
-        repo_path("tests/e2e/node/node_modules/playwright-core").is_dir(),
-        "playwright-core is missing: run `bash tests/setup.sh browser`"
-    );
-    (node, chromium)
-}
-
 /// Runs tests/e2e/node/darts-proxied.js against `http://darts.test:PORT/darts/`.
 fn browse(proxy: &WebProxy, svc: &Service, name: &str) -> Value {
     let (node, chromium) = browser_tools();
@@ -189,13 +171,8 @@ fn browse(proxy: &WebProxy, svc: &Service, name: &str) -> Value {
         .env("CHROMIUM", chromium)
         .output()
         .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("darts-proxied.js printed no JSON:\n{stdout}\n{stderr}"));
-    let j: Value = serde_json::from_str(line).unwrap();
+    let j = script_json("darts-proxied.js", &out);
     eprintln!("darts-proxied.js through {name}: {j}");
     assert!(
         out.status.success(),

@@ -46,6 +46,41 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// node and Chromium (`$CHROMIUM`, else Debian's) for the browser tests, with
+/// playwright-core installed in `tests/e2e/node`; panics with the set-up step otherwise.
+pub fn browser_tools() -> (PathBuf, PathBuf) {
+    let node = require_program("node");
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        chromium.is_file(),
+        "Chromium not found at {} (set CHROMIUM): {SETUP_HINT}",
+        chromium.display()
+    );
+    assert!(
+        repo_path("tests/e2e/node/node_modules/playwright-core").is_dir(),
+        "playwright-core is missing (npm ci in tests/e2e/node): {SETUP_HINT}"
+    );
+    (node, chromium)
+}
+
+/// The JSON line a browser script printed last, its verdict and findings; panics with
+/// the script's output when there is none.
+pub fn script_json(script: &str, out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "{script} printed no JSON; stdout:\n{stdout}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{script} JSON: {e}: {line}"))
+}
+
 /// Finds `name` on PATH (or takes an absolute path); panics with a clear message if absent.
 pub fn require_program(name: &str) -> PathBuf {
     let p = Path::new(name);
