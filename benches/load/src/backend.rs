@@ -5,7 +5,11 @@
 //! * source: streams bytes as fast as the peer takes them;
 //! * sink: reads and discards;
 //! * echo: writes back whatever it reads;
-//! * idle: sends nothing more (and reads until EOF).
+//! * idle: sends nothing more (and reads until EOF);
+//! * ticker: once the client sends a first byte, writes a 16-byte tick every `TICK`
+//!   (sequence number and `CLOCK_MONOTONIC` time, both big-endian u64) while it reads
+//!   and discards whatever the client sends: a screen that keeps updating while the
+//!   user pastes.
 //!
 //! Without security every mode first sends the RFB greeting `RFB 003.008\n`, as a VNC
 //! server does (and as darts checks before it relays anything). With `vnc-password` or
@@ -35,6 +39,10 @@ pub const GREETING: &[u8] = rfb::VERSION;
 const IO_CHUNK: usize = 256 * 1024;
 /// Bytes per read in echo mode.
 const ECHO_CHUNK: usize = 64 * 1024;
+/// How often the ticker writes a tick.
+pub const TICK: Duration = Duration::from_millis(5);
+/// Bytes of one tick.
+pub const TICK_LEN: usize = 16;
 /// Time a secured handshake gets.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,10 +52,17 @@ pub enum Mode {
     Sink,
     Echo,
     Idle,
+    Ticker,
 }
 
 impl Mode {
-    const ALL: [Mode; 4] = [Mode::Source, Mode::Sink, Mode::Echo, Mode::Idle];
+    const ALL: [Mode; 5] = [
+        Mode::Source,
+        Mode::Sink,
+        Mode::Echo,
+        Mode::Idle,
+        Mode::Ticker,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -55,6 +70,7 @@ impl Mode {
             Mode::Sink => "sink",
             Mode::Echo => "echo",
             Mode::Idle => "idle",
+            Mode::Ticker => "ticker",
         }
     }
 }
@@ -178,7 +194,48 @@ async fn handle(
 
 async fn run_mode<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, mode: Mode) -> Result<()> {
     let io = LoadError::io(mode.name());
+    if mode == Mode::Ticker {
+        return ticker(stream).await.map_err(io);
+    }
     mode_io(&mut stream, mode).await.map_err(io)
+}
+
+/// Ticks every `TICK` from the client's first byte on, reading and discarding the rest.
+async fn ticker<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<()> {
+    let mut first = [0u8; 1];
+    if stream.read(&mut first).await? == 0 {
+        return Ok(());
+    }
+    let (mut rx, mut tx) = tokio::io::split(stream);
+    let discard = async move {
+        let mut buf = vec![0u8; IO_CHUNK];
+        while rx.read(&mut buf).await? > 0 {}
+        std::io::Result::Ok(())
+    };
+    let tick = async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        for seq in 0u64.. {
+            every.tick().await;
+            let mut t = [0u8; TICK_LEN];
+            t[..8].copy_from_slice(&seq.to_be_bytes());
+            t[8..].copy_from_slice(&monotonic_ns().to_be_bytes());
+            tx.write_all(&t).await?;
+        }
+        std::io::Result::Ok(())
+    };
+    // Whichever ends first (the client leaving) ends the connection.
+    tokio::select! {
+        r = discard => r,
+        r = tick => r,
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of this machine, so a
+/// tick's age can be read by the client.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
 }
 
 async fn mode_io<S: AsyncRead + AsyncWrite + Unpin>(
@@ -209,7 +266,7 @@ async fn mode_io<S: AsyncRead + AsyncWrite + Unpin>(
                 stream.flush().await?;
             }
         }
-        Mode::Idle => {
+        Mode::Idle | Mode::Ticker => {
             let mut buf = [0u8; 256];
             while stream.read(&mut buf).await? > 0 {}
             Ok(())
@@ -289,7 +346,7 @@ mod tests {
         assert_eq!(parsed.0, p.0);
         assert_eq!(parsed.addr(Security::None, Mode::Source).port(), 1000);
         assert_eq!(parsed.addr(Security::None, Mode::Idle).port(), 1003);
-        assert_eq!(parsed.addr(Security::X509, Mode::Idle).port(), 1011);
+        assert_eq!(parsed.addr(Security::X509, Mode::Idle).port(), 1013);
         assert!(Ports::parse("none.source=1").is_none());
     }
 }

@@ -49,7 +49,7 @@ pub struct RunArgs {
 
     /// Scenarios to run, in order.
     #[arg(long, value_delimiter = ',',
-          default_values = ["down", "up", "echo", "idle", "hs-plain", "hs-tls"])]
+          default_values = ["down", "up", "echo", "idle", "hs-plain", "hs-tls", "paste"])]
     pub scenarios: Vec<Scenario>,
 
     /// Security of darts' target in the down, up and hs-plain scenarios: none (the plain

@@ -57,6 +57,20 @@ pub(super) fn render(s: &Settings, results: &[Measurement]) -> String {
                 mib(i.baseline.rss),
                 mib(i.loaded.rss),
             ),
+            Ok(Outcome::Paste(p)) => format!(
+                "ticks idle: {} of {} (p50 {:.2} ms, max {:.2} ms); flooded: {} of {} (p50 \
+                 {:.2} ms, max {:.2} ms), flood {:.0} MB/s{}",
+                p.idle.count(),
+                p.idle.expected,
+                p.idle.percentile_ms(50),
+                p.idle.max_ms(),
+                p.flooded.count(),
+                p.flooded.expected,
+                p.flooded.percentile_ms(50),
+                p.flooded.max_ms(),
+                p.flood_mb_per_s(),
+                cpu_text(p.cpu)
+            ),
             Ok(Outcome::Handshakes(h)) => format!(
                 "{} set-ups in {:.2} s, {} errors{}; alone: {} set-ups, p50 {}{}",
                 h.count,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::metric::{compare, Cell, Compare, Metric, Target, Verdict};
 use crate::gateway::GatewayKind;
 use crate::scenario::{
-    Echo, Handshakes, Idle, Measurement, Outcome, Scenario, Settings, Throughput,
+    Echo, Handshakes, Idle, Measurement, Outcome, Paste, Scenario, Settings, Throughput,
 };
 use crate::security::Security;
 
@@ -48,6 +48,13 @@ fn idle(o: &Outcome) -> Option<&Idle> {
 fn handshakes(o: &Outcome) -> Option<&Handshakes> {
     match o {
         Outcome::Handshakes(h) => Some(h),
+        _ => None,
+    }
+}
+
+fn paste(o: &Outcome) -> Option<&Paste> {
+    match o {
+        Outcome::Paste(p) => Some(p),
         _ => None,
     }
 }
@@ -145,6 +152,44 @@ pub(super) fn metrics() -> Vec<Metric> {
         })
         .unit(" µs")
         .compare(Difference(" µs")),
+        Metric::new(
+            "Screen-update age, upstream idle, p99 ms",
+            Scenario::Paste,
+            |o| paste(o).map(|p| p.idle.percentile_ms(99)),
+        )
+        .unit(" ms")
+        .decimals(2)
+        .compare(Difference(" ms")),
+        Metric::new(
+            "Screen-update age, own upstream saturated, p50 ms",
+            Scenario::Paste,
+            |o| paste(o).map(|p| p.flooded.percentile_ms(50)),
+        )
+        .unit(" ms")
+        .decimals(2)
+        .compare(Difference(" ms")),
+        Metric::new(
+            "Screen-update age, own upstream saturated, p99 ms",
+            Scenario::Paste,
+            |o| paste(o).map(|p| p.flooded.percentile_ms(99)),
+        )
+        .unit(" ms")
+        .decimals(2)
+        .compare(Difference(" ms")),
+        Metric::new(
+            "Screen-update p99 age added by the upstream flood, ms",
+            Scenario::Paste,
+            |o| paste(o).map(Paste::added_p99_ms),
+        )
+        .unit(" ms")
+        .decimals(2)
+        .compare(Difference(" ms"))
+        .target(Some(Max(5.0))),
+        Metric::new(
+            "Upstream flood during the paste, MB/s",
+            Scenario::Paste,
+            |o| paste(o).map(Paste::flood_mb_per_s),
+        ),
     ]
 }
 

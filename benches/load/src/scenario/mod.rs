@@ -6,6 +6,7 @@ mod cpu;
 mod echo;
 mod handshake;
 mod idle;
+mod paste;
 mod throughput;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,8 @@ pub enum Scenario {
     HsPlain,
     /// Session set-ups per second with a full TLS handshake each.
     HsTls,
+    /// Downstream latency of a session, idle and while its own upstream is saturated.
+    Paste,
 }
 
 impl Scenario {
@@ -50,6 +53,7 @@ impl Scenario {
             Self::Idle => "idle",
             Self::HsPlain => "hs-plain",
             Self::HsTls => "hs-tls",
+            Self::Paste => "paste",
         }
     }
 
@@ -71,6 +75,7 @@ impl Scenario {
             Self::Up => Mode::Sink,
             Self::Echo => Mode::Echo,
             Self::Idle | Self::HsPlain | Self::HsTls => Mode::Idle,
+            Self::Paste => Mode::Ticker,
         }
     }
 }
@@ -144,6 +149,58 @@ impl Echo {
     }
 }
 
+/// Ages of the ticks received in one window, in µs.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// Sorted.
+    ages: Vec<u32>,
+    /// Ticks the backend sent in the window.
+    pub expected: u64,
+}
+
+impl Latency {
+    /// Fails when not a single tick came through.
+    pub fn of(mut ages: Vec<u32>, expected: u64) -> Result<Self> {
+        if ages.is_empty() {
+            return Err(LoadError::Scenario("no tick came back in a window".into()));
+        }
+        ages.sort_unstable();
+        Ok(Self { ages, expected })
+    }
+    pub fn count(&self) -> u64 {
+        self.ages.len() as u64
+    }
+    /// The `p`th percentile, ms.
+    pub fn percentile_ms(&self, p: usize) -> f64 {
+        let i = (self.ages.len() * p / 100).min(self.ages.len() - 1);
+        f64::from(self.ages[i]) / 1e3
+    }
+    pub fn max_ms(&self) -> f64 {
+        f64::from(self.ages[self.ages.len() - 1]) / 1e3
+    }
+}
+
+/// Downstream latency idle and under the session's own upstream flood.
+#[derive(Debug, Clone)]
+pub struct Paste {
+    pub idle: Latency,
+    pub flooded: Latency,
+    pub flood_bytes: u64,
+    pub flood_secs: f64,
+    /// Over the flooded window.
+    pub cpu: CpuUse,
+}
+
+impl Paste {
+    pub fn flood_mb_per_s(&self) -> f64 {
+        self.flood_bytes as f64 / self.flood_secs / 1e6
+    }
+    /// What the flood adds to the p99 age of a screen update, ms.
+    pub fn added_p99_ms(&self) -> f64 {
+        self.flooded.percentile_ms(99) - self.idle.percentile_ms(99)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Idle {
     pub requested: usize,
@@ -202,6 +259,7 @@ pub enum Outcome {
     Echo(Echo),
     Idle(Idle),
     Handshakes(Handshakes),
+    Paste(Paste),
 }
 
 /// One scenario against one gateway and target security.
@@ -280,6 +338,7 @@ async fn run_inner(
             Some(g) => idle::run(ep, g, s).await.map(Outcome::Idle),
             None => Err(LoadError::Scenario("idle needs a gateway".into())),
         },
+        Scenario::Paste => paste::run(ep, watch, s).await.map(Outcome::Paste),
         Scenario::HsPlain | Scenario::HsTls => {
             let connector = tls.map(|_| &ctx.connector);
             handshake::run(ep, connector, watch, s)

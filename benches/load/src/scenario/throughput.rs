@@ -73,7 +73,7 @@ pub async fn up(ep: Endpoint, watch: Watch<'_>, s: &Settings) -> Result<Throughp
 
 /// What one upstream write sends, and how many payload bytes that is: whole masked
 /// frames of `frame` bytes adding up to about `CLIENT_CHUNK`, or raw bytes when direct.
-fn upstream_buffer(ws: bool, frame: usize) -> (Vec<u8>, u64) {
+pub(super) fn upstream_buffer(ws: bool, frame: usize) -> (Vec<u8>, u64) {
     let frame = frame.max(1);
     let data: Vec<u8> = (0..frame).map(|i| (i % 251) as u8).collect();
     if !ws {
