@@ -35,6 +35,8 @@ use crate::ws::mask;
 use crate::ws::write::OutFrame;
 
 #[cfg(test)]
+mod downstream_tests;
+#[cfg(test)]
 mod fairness_tests;
 #[cfg(test)]
 mod upstream_tests;
@@ -759,8 +761,9 @@ impl<C, B> Drop for Pump<C, B> {
 
 /// Reads into `buf`, allocating it only when data is there.
 ///
-/// With an empty (or small) buffer the read goes into the inline `probe`; a buffer of
-/// `chunk` bytes is allocated only when the probe fills up, otherwise just what arrived.
+/// With an empty (or small) buffer that cannot be taken back whole, the read goes into
+/// the inline `probe`; a buffer of `chunk` bytes is allocated only when the probe fills
+/// up, otherwise just what arrived.
 /// When a read finds nothing and the buffer is empty, the buffer is released, so idle
 /// sessions hold no heap buffer. Returns how many bytes were appended (0 = end of stream).
 fn read_lazy<R: AsyncRead + Unpin>(
@@ -770,7 +773,10 @@ fn read_lazy<R: AsyncRead + Unpin>(
     probe: &mut [u8; PROBE],
     chunk: usize,
 ) -> Poll<std::io::Result<usize>> {
-    if buf.is_empty() && buf.capacity() < chunk / 4 {
+    // A streaming session's buffer comes back whole once the frame cut from it is
+    // written: reuse it rather than start again from the probe (which would cost a
+    // small read, a small frame and a new allocation besides every chunk).
+    if buf.is_empty() && buf.capacity() < chunk / 4 && !buf.try_reclaim(chunk) {
         // Idle, or small talk (key presses, echoes): read into the inline probe and
         // allocate only what arrived; a full probe means a stream, so take a whole chunk.
         let mut rb = ReadBuf::new(probe);
