@@ -6,6 +6,17 @@ use crate::client::{assert_api_headers, rfb_through, token_of, Resp};
 use crate::harness::Web;
 use crate::support::ws_connect;
 
+/// The names in a session list answer.
+fn list(r: Resp) -> Vec<String> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn create_view_share_extend_and_stop_each_by_its_owner_only() {
     let web = Web::start("api-flow", "service_max_session_nb_per_user = 1").await;
@@ -76,15 +87,6 @@ async fn create_view_share_extend_and_stop_each_by_its_owner_only() {
         .starts_with("Too many opened sessions ("));
 
     // Who sees what.
-    let list = |r: Resp| -> Vec<String> {
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
     assert_eq!(list(alice.get("/api/sessions").await), vec![name.clone()]);
     assert!(list(bob.get("/api/sessions").await).is_empty());
     assert_eq!(list(root.get("/api/sessions").await), vec![name.clone()]);
@@ -378,4 +380,80 @@ async fn viewer_counts_are_resynced_after_dropped_events() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     drop(viewers);
+}
+
+/// A stop that cannot finish within its bound (here: the creation is stuck reading a
+/// boot script from a FIFO nobody writes) is answered 202 "stopping", with where to
+/// follow it, never "stopped"; once the creation goes on, the session ends and leaves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_that_cannot_finish_yet_is_answered_stopping_with_where_to_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("boot-script");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let web = Web::start(
+        "api-stop-stuck",
+        &format!("config_script = [\"file://{}\"]", fifo.display()),
+    )
+    .await;
+    let alice = web.login("alice", "alice-pw").await;
+    let creating = {
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            alice
+                .send(
+                    "POST",
+                    "/api/sessions",
+                    Some(json!({ "machine": "demo.img" })),
+                )
+                .await
+        })
+    };
+    let name = loop {
+        if let Some(n) = list(alice.get("/api/sessions").await).pop() {
+            break n;
+        }
+        assert!(
+            !creating.is_finished(),
+            "the creation did not wait for its script"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let path = format!("/api/sessions/{name}");
+    let r = alice
+        .with_header("Origin", &format!("http://{}", web.addr))
+        .send("DELETE", &path, None)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["stopping"], name.as_str(), "{j}");
+    assert_eq!(j["follow"], format!("api/sessions/{name}"), "{j}");
+    assert!(j.get("stopped").is_none(), "{j}");
+    assert_eq!(list(alice.get("/api/sessions").await), vec![name.clone()]);
+
+    // The script arrives (empty: skipped); the creation goes on and the stop it was
+    // handed ends the session.
+    let writer = std::thread::spawn(move || std::fs::write(&fifo, b""));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(120), creating)
+        .await
+        .expect("the creation never finished");
+    writer.join().unwrap().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = alice.get(&path).await;
+        if r.status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never ended after its stop: {}\nlog:\n{}",
+            r.text(),
+            web.svc.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(list(alice.get("/api/sessions").await).is_empty());
 }
