@@ -23,6 +23,7 @@ pub mod gpu;
 pub mod host;
 pub mod limits;
 pub mod mail;
+pub mod net;
 pub mod nodes;
 pub mod proxy_cmd;
 pub mod qmp;

@@ -18,6 +18,7 @@ use ldap3::{dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapE
 use super::tls::{describe_io_error, describe_rustls_error, AuthTls};
 use super::{AuthError, AuthFuture, Authenticator, Credentials, Identity};
 use crate::config::Config;
+use crate::net::is_loopback_host;
 
 const METHOD: &str = "ldap";
 
@@ -117,7 +118,7 @@ impl LdapAuth {
         lookup: EntryLookup,
         tls: AuthTls,
     ) -> Result<Self, AuthError> {
-        if security == LdapSecurity::None && !is_loopback(server) {
+        if security == LdapSecurity::None && !is_loopback_host(server) {
             return Err(misconfigured(format!(
                 "ldap_security = \"none\" would send passwords in clear to {server}: \
                  only a server on loopback may use it (choose \"ldaps\" or \"starttls\")"
@@ -327,14 +328,6 @@ fn base_from_domain(domain: &str) -> String {
         .map(|part| format!("dc={}", dn_escape(part)))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn is_loopback(server: &str) -> bool {
-    server.eq_ignore_ascii_case("localhost")
-        || server
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
 }
 
 fn misconfigured(reason: impl Into<String>) -> AuthError {
