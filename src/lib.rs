@@ -35,6 +35,7 @@ pub mod session;
 pub mod sessions_cmd;
 pub mod signals;
 pub mod telemetry;
+pub mod tls_roots;
 pub mod vm;
 
 /// Runs the command the user asked for.
