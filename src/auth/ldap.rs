@@ -11,7 +11,6 @@
 //! as an anonymous ("unauthenticated") bind, which succeeds.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use ldap3::{dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope};
 
@@ -76,7 +75,6 @@ pub struct LdapAuth {
     security: LdapSecurity,
     lookup: EntryLookup,
     tls: AuthTls,
-    timeout: Duration,
 }
 
 impl LdapAuth {
@@ -139,14 +137,7 @@ impl LdapAuth {
             security,
             lookup,
             tls,
-            timeout: super::chain::METHOD_TIMEOUT,
         })
-    }
-
-    /// Bounds the whole exchange (connect, TLS, search, bind).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     fn url(&self) -> String {
@@ -179,7 +170,7 @@ impl LdapAuth {
     }
 
     async fn connect(&self) -> Result<Ldap, AuthError> {
-        let mut settings = LdapConnSettings::new().set_conn_timeout(self.timeout);
+        let mut settings = LdapConnSettings::new();
         if self.security != LdapSecurity::None {
             settings = settings
                 .set_config(self.tls.client_config(&self.server))
@@ -343,13 +334,8 @@ impl Authenticator for LdapAuth {
     }
 
     fn authenticate<'a>(&'a self, creds: &'a Credentials) -> AuthFuture<'a> {
-        Box::pin(async move {
-            tokio::time::timeout(self.timeout, self.check(creds))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(self.unavailable(format!("no answer within {:?}", self.timeout)))
-                })
-        })
+        // Bounded by the chain (AuthChain::with_method_timeout), as every method is.
+        Box::pin(self.check(creds))
     }
 }
 
