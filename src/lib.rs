@@ -23,6 +23,7 @@ pub mod gpu;
 pub mod host;
 pub mod limits;
 pub mod mail;
+pub mod net;
 pub mod nodes;
 pub mod proxy_cmd;
 pub mod qmp;
@@ -34,6 +35,7 @@ pub mod session;
 pub mod sessions_cmd;
 pub mod signals;
 pub mod telemetry;
+pub mod tls_roots;
 pub mod vm;
 
 /// Runs the command the user asked for.

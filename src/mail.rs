@@ -8,7 +8,6 @@
 //! secrets out of subject lines: subjects end up in mail logs and notification previews.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
@@ -18,6 +17,7 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executo
 
 use crate::auth::tls::AuthTls;
 use crate::config::Config;
+use crate::net::is_loopback_host;
 
 /// How long one mail may take, connection and TLS included.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -113,7 +113,7 @@ impl SmtpEndpoint {
         }
         let insecure = !tls.verifies(configured) || !tls.verifies(host);
         let tls = match security {
-            SmtpSecurity::None if !is_loopback(host) => {
+            SmtpSecurity::None if !is_loopback_host(host) => {
                 return Err(MailError::Misconfigured(format!(
                     "a connection without TLS is allowed only to a server on loopback, not {host}"
                 )))
@@ -180,11 +180,6 @@ impl SmtpEndpoint {
             None => builder.build(),
         }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn tls_parameters(host: &str, tls: &AuthTls, insecure: bool) -> Result<TlsParameters, MailError> {

@@ -33,12 +33,19 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// The value of the first `name` parameter of a query string, decoded as a form would be.
+/// The value of the first `name` parameter of a query string, read as a form
+/// (`application/x-www-form-urlencoded`): names and values are percent-decoded with `+`
+/// as space, invalid UTF-8 becomes U+FFFD, and a parameter without `=` has the empty
+/// value. The one query parser of darts: the gateway's token and the API's parameters.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| String::from_utf8_lossy(&percent_decode(v, true)).into_owned())
-    })
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k, true) == name.as_bytes())
+                .then(|| String::from_utf8_lossy(&percent_decode(v, true)).into_owned())
+        })
 }
 
 /// The session token of a websocket request: `?token=T`, or, for links of the form
@@ -96,6 +103,28 @@ mod tests {
         assert_eq!(percent_decode("%41%42", false), b"AB");
         assert_eq!(percent_decode("%", false), b"%");
         assert_eq!(percent_decode("%4", false), b"%4");
+    }
+
+    #[test]
+    fn query_parameters_are_read_as_a_form() {
+        assert_eq!(query_param("a=1&b=2", "b"), Some("2".into()));
+        assert_eq!(query_param("a=1&b=2", "c"), None);
+        assert_eq!(query_param("", "a"), None);
+        // The first one counts, even when empty; a bare name has the empty value.
+        assert_eq!(query_param("a=1&a=2", "a"), Some("1".into()));
+        assert_eq!(query_param("a&a=2", "a"), Some(String::new()));
+        assert_eq!(query_param("a=&a=2", "a"), Some(String::new()));
+        assert_eq!(query_param("&&a=1", "a"), Some("1".into()));
+        // Values: escapes and `+` as space; only the first `=` separates.
+        assert_eq!(query_param("q=a+b%20c%2Bd", "q"), Some("a b c+d".into()));
+        assert_eq!(query_param("q=x=y", "q"), Some("x=y".into()));
+        assert_eq!(query_param("q=%zz%4", "q"), Some("%zz%4".into()));
+        assert_eq!(query_param("q=%C3%A9", "q"), Some("é".into()));
+        assert_eq!(query_param("q=%FF", "q"), Some("\u{FFFD}".into()));
+        // Names are decoded the same way.
+        assert_eq!(query_param("my+name=1", "my name"), Some("1".into()));
+        assert_eq!(query_param("tok%65n=1", "token"), Some("1".into()));
+        assert_eq!(query_param("Token=1", "token"), None);
     }
 
     #[test]

@@ -413,7 +413,7 @@ async fn send_link(app: &Inner, call: &Call, email: String) -> Result<Response<B
 /// `GET /api/login/link?token=T`: opens the login a mailed link stands for, then sends
 /// the browser to the landing page. An HTML answer, since a person clicked it.
 pub(super) fn login_link(app: &Inner, call: &Call) -> Response<Body> {
-    let token = wire::query_param(call.query.as_deref(), "token");
+    let token = wire::query_id(call.query.as_deref(), "token");
     let email = token.as_deref().and_then(|t| app.logins.take_link(t));
     let Some(email) = email else {
         tracing::info!(client.addr = %call.client, "unknown or expired login link");

@@ -12,7 +12,7 @@ use super::{set_cookie, Call, Inner};
 use crate::session::record::is_session_name;
 
 pub(super) fn login(app: &Inner, call: &Call) -> Response<Body> {
-    let token = wire::query_param(call.query.as_deref(), "token");
+    let token = wire::query_id(call.query.as_deref(), "token");
     let handoff = token.as_deref().and_then(|t| app.logins.take_handoff(t));
     let Some((user, session)) = handoff.filter(|(_, s)| is_session_name(s)) else {
         tracing::info!(client.addr = %call.client, "unknown or expired hand-off");

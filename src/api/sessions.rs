@@ -291,7 +291,7 @@ pub(super) async fn act(
         Endpoint::ConnectSession => Action::Connect,
         _ => Action::Get,
     };
-    if let Some(node) = wire::query_param(call.query.as_deref(), "node") {
+    if let Some(node) = wire::query_id(call.query.as_deref(), "node") {
         if node != app.nodes.settings(&call.config).name {
             return remote::act(app, call, &caller, &name, &node, action).await;
         }

@@ -141,19 +141,15 @@ pub async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Api
         .to_bytes())
 }
 
-/// The value of query parameter `name` (letters, digits, `.`, `-`, `_` only: the
-/// parameters read this way are names and tokens, never free text).
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| {
-            !v.is_empty()
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        })
+/// The value of query parameter `name` if it is a name or a token: decoded by the
+/// gateway's parser, then kept only if made of letters, digits, `.`, `-`, `_` (the
+/// parameters read this way are never free text).
+pub fn query_id(query: Option<&str>, name: &str) -> Option<String> {
+    darts_proxy::url::query_param(query?, name).filter(|v| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    })
 }
 
 /// Strict JSON: one value, then nothing but white space.
@@ -251,6 +247,23 @@ mod tests {
         let e = parse_json::<Form>(b"  ").unwrap_err();
         assert!(e.to_string().contains("empty"), "{e}");
         assert_eq!(parse_json::<Form>(br#" {"cpu": 4} "#).unwrap().cpu, 4);
+    }
+
+    #[test]
+    fn query_ids_are_decoded_then_checked() {
+        assert_eq!(
+            query_id(Some("node=b-1.x_y"), "node"),
+            Some("b-1.x_y".into())
+        );
+        assert_eq!(
+            query_id(Some("a=1&token=T%2D9"), "token"),
+            Some("T-9".into())
+        );
+        assert_eq!(query_id(None, "token"), None);
+        assert_eq!(query_id(Some("token="), "token"), None);
+        assert_eq!(query_id(Some("token=a+b"), "token"), None);
+        assert_eq!(query_id(Some("token=a%2Fb"), "token"), None);
+        assert_eq!(query_id(Some("node=../x"), "node"), None);
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl Previous {
     }
 }
 
-/// The last step of the chain: sees what came before and decides.
+/// The last step of the chain: sees what came before and decides. Unlike a password
+/// method, it bounds its own time (the chain does not): an answer that does not come in
+/// time is an `AuthError::Unavailable`, so the login is refused.
 pub trait CustomHook: Send + Sync + std::fmt::Debug {
     fn decide<'a>(&'a self, creds: &'a Credentials, previous: &'a Previous) -> AuthFuture<'a>;
 }

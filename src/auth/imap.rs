@@ -1,8 +1,6 @@
 //! `check_user_with_imap`: the password is good if the IMAP server accepts LOGIN with it,
 //! over IMAPS (`imap_security = "tls"`) or STARTTLS (`"starttls"`). Never in clear.
 
-use std::time::Duration;
-
 use async_imap::error::Error as ImapError;
 use async_imap::imap_proto::{Response, Status};
 use async_imap::Client;
@@ -45,7 +43,6 @@ pub struct ImapAuth {
     port: u16,
     security: ImapSecurity,
     tls: AuthTls,
-    timeout: Duration,
 }
 
 impl ImapAuth {
@@ -71,14 +68,7 @@ impl ImapAuth {
             port,
             security,
             tls,
-            timeout: super::chain::METHOD_TIMEOUT,
         }
-    }
-
-    /// Bounds the whole exchange (connect, TLS, LOGIN).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> AuthError {
@@ -190,13 +180,8 @@ impl Authenticator for ImapAuth {
     }
 
     fn authenticate<'a>(&'a self, creds: &'a Credentials) -> AuthFuture<'a> {
-        Box::pin(async move {
-            tokio::time::timeout(self.timeout, self.check(creds))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(self.unavailable(format!("no answer within {:?}", self.timeout)))
-                })
-        })
+        // Bounded by the chain (AuthChain::with_method_timeout), as every method is.
+        Box::pin(self.check(creds))
     }
 }
 

@@ -11,13 +11,13 @@
 //! as an anonymous ("unauthenticated") bind, which succeeds.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use ldap3::{dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope};
 
 use super::tls::{describe_io_error, describe_rustls_error, AuthTls};
 use super::{AuthError, AuthFuture, Authenticator, Credentials, Identity};
 use crate::config::Config;
+use crate::net::is_loopback_host;
 
 const METHOD: &str = "ldap";
 
@@ -75,7 +75,6 @@ pub struct LdapAuth {
     security: LdapSecurity,
     lookup: EntryLookup,
     tls: AuthTls,
-    timeout: Duration,
 }
 
 impl LdapAuth {
@@ -117,7 +116,7 @@ impl LdapAuth {
         lookup: EntryLookup,
         tls: AuthTls,
     ) -> Result<Self, AuthError> {
-        if security == LdapSecurity::None && !is_loopback(server) {
+        if security == LdapSecurity::None && !is_loopback_host(server) {
             return Err(misconfigured(format!(
                 "ldap_security = \"none\" would send passwords in clear to {server}: \
                  only a server on loopback may use it (choose \"ldaps\" or \"starttls\")"
@@ -138,14 +137,7 @@ impl LdapAuth {
             security,
             lookup,
             tls,
-            timeout: super::chain::METHOD_TIMEOUT,
         })
-    }
-
-    /// Bounds the whole exchange (connect, TLS, search, bind).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     fn url(&self) -> String {
@@ -178,7 +170,7 @@ impl LdapAuth {
     }
 
     async fn connect(&self) -> Result<Ldap, AuthError> {
-        let mut settings = LdapConnSettings::new().set_conn_timeout(self.timeout);
+        let mut settings = LdapConnSettings::new();
         if self.security != LdapSecurity::None {
             settings = settings
                 .set_config(self.tls.client_config(&self.server))
@@ -329,14 +321,6 @@ fn base_from_domain(domain: &str) -> String {
         .join(",")
 }
 
-fn is_loopback(server: &str) -> bool {
-    server.eq_ignore_ascii_case("localhost")
-        || server
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
-}
-
 fn misconfigured(reason: impl Into<String>) -> AuthError {
     AuthError::Misconfigured {
         method: METHOD,
@@ -350,13 +334,8 @@ impl Authenticator for LdapAuth {
     }
 
     fn authenticate<'a>(&'a self, creds: &'a Credentials) -> AuthFuture<'a> {
-        Box::pin(async move {
-            tokio::time::timeout(self.timeout, self.check(creds))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(self.unavailable(format!("no answer within {:?}", self.timeout)))
-                })
-        })
+        // Bounded by the chain (AuthChain::with_method_timeout), as every method is.
+        Box::pin(self.check(creds))
     }
 }
 

@@ -3,13 +3,12 @@
 //! The original logged in over SSH to `server_name`, which came from the request's Host
 //! header; this asks the local PAM stack and contacts no other host. PAM calls block (and
 //! a bad password costs the stack's fail delay, about 3 s on Debian's `login`), so they run
-//! on the blocking pool, a few at a time, each bounded by a timeout.
+//! on the blocking pool, a few at a time, each bounded by the chain's timeout.
 //!
 //! Reading other users' password hashes needs root, or membership of the `shadow` group
 //! on Debian (pam_unix otherwise only checks the calling user's own password).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use pam_client2::conv_mock::Conversation;
 use pam_client2::{Context, ErrorCode, Flag};
@@ -20,14 +19,13 @@ use crate::config::Config;
 
 const METHOD: &str = "local";
 
-/// PAM conversations running at once; the others wait (within their timeout).
+/// PAM conversations running at once; the others wait (within the chain's timeout).
 const MAX_CONCURRENT: usize = 4;
 
 /// Checks passwords with the host's PAM stack.
 #[derive(Debug, Clone)]
 pub struct PamAuth {
     service: String,
-    timeout: Duration,
     slots: Arc<Semaphore>,
 }
 
@@ -47,15 +45,8 @@ impl PamAuth {
         }
         Ok(Self {
             service: service.to_owned(),
-            timeout: super::chain::METHOD_TIMEOUT,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
         })
-    }
-
-    /// Bounds waiting for a slot plus the PAM conversation.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> AuthError {
@@ -82,8 +73,8 @@ impl PamAuth {
         let service = self.service.clone();
         let user = creds.user.clone();
         let password = creds.password.clone();
-        // The permit moves into the blocking task: a conversation that outlives our
-        // timeout still holds its slot until PAM returns.
+        // The permit moves into the blocking task: a conversation that outlives the
+        // chain's timeout still holds its slot until PAM returns.
         let outcome = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             pam_check(&service, &user, password)
@@ -146,13 +137,8 @@ impl Authenticator for PamAuth {
     }
 
     fn authenticate<'a>(&'a self, creds: &'a Credentials) -> AuthFuture<'a> {
-        Box::pin(async move {
-            tokio::time::timeout(self.timeout, self.check(creds))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(self.unavailable(format!("no answer within {:?}", self.timeout)))
-                })
-        })
+        // Bounded by the chain (AuthChain::with_method_timeout), as every method is.
+        Box::pin(self.check(creds))
     }
 }
 

@@ -1,8 +1,6 @@
 //! `check_user_with_smtp`: the user's credentials are tried as SMTP AUTH on the
 //! configured server, over STARTTLS or TLS (plain only to loopback), certificates verified.
 
-use std::time::Duration;
-
 use lettre::transport::smtp::authentication::Credentials as SmtpCredentials;
 
 use super::{AuthError, AuthFuture, Authenticator, Credentials, Identity};
@@ -11,22 +9,15 @@ use crate::mail::{is_email_address, SmtpEndpoint};
 
 const METHOD: &str = "smtp";
 
-/// How long one check may take, connection and TLS included (the original's 10 s).
-pub const SMTP_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// SMTP AUTH against `smtp_server:smtp_port`.
 #[derive(Debug, Clone)]
 pub struct SmtpAuth {
     endpoint: SmtpEndpoint,
-    timeout: Duration,
 }
 
 impl SmtpAuth {
     pub fn new(endpoint: SmtpEndpoint) -> Self {
-        Self {
-            endpoint,
-            timeout: SMTP_AUTH_TIMEOUT,
-        }
+        Self { endpoint }
     }
 
     /// `smtp_server`, `smtp_port`, `smtp_use_ssl`, `auth_ca_file`, `auth_insecure_servers`.
@@ -37,11 +28,6 @@ impl SmtpAuth {
                 method: METHOD,
                 reason: e.to_string(),
             })
-    }
-
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     /// The user's address: the login when it is one, else `user@smtp_server`.
@@ -63,11 +49,12 @@ impl SmtpAuth {
                 creds.user.clone(),
                 creds.password.clone(),
             )),
-            self.timeout,
+            // lettre wants a socket timeout; the whole check is bounded by the chain.
+            super::chain::METHOD_TIMEOUT,
         );
         // Connects, secures, authenticates (an AUTH refusal is an error), NOOP, QUIT.
-        match tokio::time::timeout(self.timeout, transport.test_connection()).await {
-            Ok(Ok(_)) => {
+        match transport.test_connection().await {
+            Ok(_) => {
                 tracing::info!(method = METHOD, user = %creds.user, server = %server, "authenticated");
                 Ok(Identity {
                     user: creds.user.clone(),
@@ -75,24 +62,16 @@ impl SmtpAuth {
                     method: METHOD,
                 })
             }
-            Ok(Err(e)) if is_credentials_refusal(&e) => {
+            Err(e) if is_credentials_refusal(&e) => {
                 tracing::info!(method = METHOD, user = %creds.user, server = %server, "credentials refused");
                 Err(AuthError::Rejected { method: METHOD })
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(method = METHOD, user = %creds.user, server = %server, error = %e, "server unavailable");
                 Err(AuthError::Unavailable {
                     method: METHOD,
                     server,
                     reason: e.to_string(),
-                })
-            }
-            Err(_) => {
-                tracing::warn!(method = METHOD, user = %creds.user, server = %server, "server did not answer in time");
-                Err(AuthError::Unavailable {
-                    method: METHOD,
-                    server,
-                    reason: format!("no answer within {} s", self.timeout.as_secs()),
                 })
             }
         }

@@ -4,11 +4,10 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,6 +15,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::Config;
+use crate::tls_roots;
 
 /// Why the TLS settings for authentication servers cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +55,14 @@ impl AuthTls {
     /// for the servers named in `insecure_servers` (host names or addresses, as configured).
     pub fn new(ca_file: Option<&Path>, insecure_servers: &[String]) -> Result<Self, TlsError> {
         let extra_roots = match ca_file {
-            Some(path) => read_ca_file(path)?,
+            Some(path) => tls_roots::read_ca_file(path).map_err(|e| TlsError::CaFile {
+                path: e.path,
+                reason: e.reason,
+            })?,
             None => Vec::new(),
         };
-        let mut roots = public_roots().clone();
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(tls_roots::public_roots().iter().cloned());
         for cert in &extra_roots {
             roots.add(cert.clone()).map_err(|e| TlsError::CaFile {
                 path: ca_file.map(Path::to_owned).unwrap_or_default(),
@@ -135,36 +139,6 @@ pub fn describe_rustls_error(e: &rustls::Error) -> String {
         ),
         other => format!("TLS: {other}"),
     }
-}
-
-/// Mozilla's roots plus the system store, loaded once per process.
-fn public_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::debug!(error = %e, "system certificate store");
-        }
-        roots.add_parsable_certificates(native.certs);
-        roots
-    })
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |reason: String| TlsError::CaFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("no PEM certificate in it".into()));
-    }
-    Ok(certs)
 }
 
 /// Accepts any certificate, but still checks that the server holds its key (handshake

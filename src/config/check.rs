@@ -4,7 +4,6 @@
 //! the configuration is used.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +11,7 @@ use serde::Deserialize;
 
 use super::layers::{ConfigSource, Layers, Loaded, Origin, Setting};
 use super::{keys, show, Config};
+use crate::net::is_loopback_host;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -333,7 +333,7 @@ impl Checker<'_> {
             );
         } else if cfg.smtp_use_ssl.eq_ignore_ascii_case("none")
             && !cfg.smtp_server.is_empty()
-            && !is_loopback(&cfg.smtp_server)
+            && !is_loopback_host(&cfg.smtp_server)
         {
             self.error(
                 "smtp_use_ssl",
@@ -393,7 +393,7 @@ impl Checker<'_> {
         match crate::auth::ldap::LdapSecurity::parse(&cfg.ldap_security) {
             Err(e) => self.error("ldap_security", auth_reason(&e)),
             Ok(crate::auth::ldap::LdapSecurity::None)
-                if !cfg.ldap_server.is_empty() && !is_loopback(&cfg.ldap_server) =>
+                if !cfg.ldap_server.is_empty() && !is_loopback_host(&cfg.ldap_server) =>
             {
                 self.error(
                     "ldap_security",
@@ -765,13 +765,6 @@ fn auth_reason(e: &crate::auth::AuthError) -> String {
         crate::auth::AuthError::Misconfigured { reason, .. } => reason.clone(),
         other => other.to_string(),
     }
-}
-
-/// `localhost`, `127.0.0.1`, `::1`, `[::1]`.
-fn is_loopback(server: &str) -> bool {
-    let host = server.trim().trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -19,13 +19,14 @@
 //! `<dest>` appears, by rename, only once every byte the server announced has arrived.
 
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use crate::config::Config;
+use crate::tls_roots;
 
 mod download;
 
@@ -184,10 +185,19 @@ impl Client {
                 reason: e.to_string(),
             })?),
         };
-        let mut roots: Vec<Certificate<'static>> = system_roots().to_vec();
-        if let Some(path) = &opts.ca_file {
-            roots.extend(read_ca_file(path)?);
-        }
+        let extra = match &opts.ca_file {
+            Some(path) => tls_roots::read_ca_file(path).map_err(|e| FetchError::CaFile {
+                path: e.path,
+                reason: e.reason,
+            })?,
+            None => Vec::new(),
+        };
+        // ureq wants its own certificate type; it copies the DER bytes.
+        let roots: Vec<Certificate<'static>> = tls_roots::public_roots()
+            .iter()
+            .chain(&extra)
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .root_certs(RootCerts::Specific(Arc::new(roots)))
@@ -264,48 +274,6 @@ impl Client {
             }
         }
     }
-}
-
-/// Mozilla's roots plus the system store, loaded once per process.
-fn system_roots() -> &'static [Certificate<'static>] {
-    static ROOTS: OnceLock<Vec<Certificate<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-            .iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::debug!(error = %e, "system certificate store");
-        }
-        roots.extend(
-            native
-                .certs
-                .iter()
-                .map(|c| Certificate::from_der(c.as_ref()).to_owned()),
-        );
-        roots
-    })
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let err = |reason: String| FetchError::CaFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("no PEM certificate in it".into()));
-    }
-    Ok(certs
-        .iter()
-        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-        .collect())
 }
 
 fn check_url(url: &str) -> Result<(), FetchError> {

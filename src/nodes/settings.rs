@@ -14,6 +14,7 @@ use rustls::ClientConfig;
 use super::sign::{valid_name, NodeKey};
 use crate::auth::tls::AuthTls;
 use crate::config::Config;
+use crate::net::is_loopback_host;
 
 /// One peer, as listed in `fallback_servers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ impl Peer {
             .trim_end_matches(']')
             .to_owned();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !https && !is_loopback(&host) {
+        if !https && !is_loopback_host(&host) {
             return Err(format!(
                 "{entry:?}: plain http is allowed only on loopback; node requests carry session links, use https://"
             ));
@@ -89,11 +90,6 @@ impl Peer {
             prefix,
         })
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Who may call this node: node names, or addresses and networks.

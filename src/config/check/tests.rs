@@ -51,12 +51,6 @@ fn wrong_types_show_the_value() {
 }
 
 #[test]
-fn loopback_names() {
-    assert!(is_loopback("127.0.0.1") && is_loopback("localhost") && is_loopback("[::1]"));
-    assert!(!is_loopback("ldap.example.org") && !is_loopback("192.0.2.1"));
-}
-
-#[test]
 fn a_per_address_connection_cap_too_low_for_browsers_is_a_warning() {
     let warned = |text: &str| {
         problems_of(text)
