@@ -611,7 +611,16 @@ where
         loop {
             // 1. Finish the frame being written.
             if let Some(f) = &mut self.down_frame {
-                match f.poll_write(cx, &mut self.client) {
+                // The header of a spliced frame (its payload waits in the pipe) goes
+                // corked, to leave in one segment with the start of its payload.
+                let written = match self.splice.as_ref().filter(|s| s.pending() > 0) {
+                    Some(s) => match s.corked(&self.client) {
+                        Ok(mut socket) => f.poll_write(cx, &mut socket),
+                        Err(e) => Poll::Ready(Err(e)),
+                    },
+                    None => f.poll_write(cx, &mut self.client),
+                };
+                match written {
                     Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
                     Poll::Ready(Ok((written, payload))) => {
                         let is_close = f.opcode() == Opcode::Close;

@@ -16,10 +16,12 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use rustix::net::SendFlags;
 use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
-use tokio::io::Interest;
+use tokio::io::{AsyncWrite, Interest};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A pipe's capacity unless told otherwise (16 pages).
@@ -74,6 +76,54 @@ impl SocketRef<'_> {
             Self::Tcp(s) => s.try_io(interest, || op(s.as_fd())),
             Self::Unix(s) => s.try_io(interest, || op(s.as_fd())),
         }
+    }
+}
+
+impl SocketRef<'_> {
+    /// Runs `op` once the socket is ready for `interest`, until it no longer would block.
+    fn poll_io(
+        self,
+        cx: &mut Context<'_>,
+        interest: Interest,
+        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.poll_ready(cx, interest))?;
+            match self.try_io(interest, &mut op) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
+/// Writes to a browser socket with `MSG_MORE`: what it takes (a frame header) waits in
+/// the socket for the spliced payload instead of leaving as a segment of its own, which
+/// `TCP_NODELAY` would otherwise send (and the peer process) for every frame.
+#[derive(Debug)]
+pub(crate) struct Corked<'a>(SocketRef<'a>);
+
+impl AsyncWrite for Corked<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_io(cx, Interest::WRITABLE, |fd| {
+            Ok(rustix::net::send(
+                fd,
+                buf,
+                SendFlags::MORE | SendFlags::NOSIGNAL,
+            )?)
+        })
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -155,6 +205,13 @@ impl<C, B> Splicer<C, B> {
         self.pipe.is_some()
     }
 
+    /// The browser's socket, written with `MSG_MORE`: for the header of a spliced frame.
+    pub(crate) fn corked<'a>(&self, client: &'a C) -> io::Result<Corked<'a>> {
+        (self.client)(client)
+            .map(Corked)
+            .ok_or_else(|| io::Error::other("not a socket"))
+    }
+
     /// Lets the pipe go (the session is closing); nothing may be pending.
     pub(crate) fn release(&mut self) {
         debug_assert_eq!(self.pending, 0);
@@ -214,22 +271,16 @@ impl<C, B> Splicer<C, B> {
             .pipe
             .as_ref()
             .ok_or_else(|| io::Error::other("spliced bytes without a pipe"))?;
-        loop {
-            ready!(socket.poll_ready(cx, Interest::WRITABLE))?;
-            let moved = socket.try_io(Interest::WRITABLE, |fd| {
-                Ok(splice(&pipe.read, None, fd, None, self.pending, flags())?)
-            });
-            match moved {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    self.pending -= n;
-                    return Poll::Ready(Ok(n));
-                }
-                // The pipe holds bytes, so this is the socket: the browser is behind.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        let pending = self.pending;
+        // The pipe holds bytes, so a would-block is the socket: the browser is behind.
+        let n = ready!(socket.poll_io(cx, Interest::WRITABLE, |fd| {
+            Ok(splice(&pipe.read, None, fd, None, pending, flags())?)
+        }))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
+        self.pending -= n;
+        Poll::Ready(Ok(n))
     }
 }
 
