@@ -233,6 +233,11 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub raw: bool,
 
+    /// Copy target → browser bytes through user space instead of splicing them
+    /// (zero-copy, plain TCP/unix sockets without TLS or view-only filtering).
+    #[arg(long)]
+    pub no_splice: bool,
+
     /// Do not serve /healthz and /metrics.
     #[arg(long)]
     pub no_metrics: bool,

@@ -49,6 +49,7 @@ pub fn configure(args: &ProxyArgs) -> anyhow::Result<(GatewayConfig, TokenMap)> 
     config.read_chunk = args.read_chunk;
     config.expose_metrics = !args.no_metrics;
     config.rfb_check = !args.raw;
+    config.splice = !args.no_splice;
     config.default_target = match (&args.target, &args.unix_target) {
         (Some(t), _) => Some(
             Target::parse(t).with_context(|| format!("target {t:?} is not TARGET_ADDR:PORT"))?,

@@ -75,6 +75,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     gw.proxy_protocol = config.service_proxy_protocol;
     gw.max_connections_per_ip = config.service_max_connections_per_ip;
     gw.max_viewers_per_token = config.service_max_viewers_per_token;
+    gw.splice = config.service_splice;
     if gw.proxy_protocol && gw.trusted_proxies.is_empty() {
         tracing::warn!("service_proxy_protocol is on but service_trusted_proxies is empty: no PROXY header will be read");
     }

@@ -8,6 +8,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::pump::splice::{RawSocket, SocketRef};
+
 /// The browser's stream, read and written the same way whether TLS or not.
 #[derive(Debug)]
 pub enum ClientIo {
@@ -21,6 +23,16 @@ impl ClientIo {
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Tls(_))
+    }
+}
+
+impl RawSocket for ClientIo {
+    /// A plain connection can be spliced to; TLS needs its bytes in user space.
+    fn raw_socket(&self) -> Option<SocketRef<'_>> {
+        match self {
+            Self::Plain(s) => s.raw_socket(),
+            Self::Tls(_) => None,
+        }
     }
 }
 

@@ -93,6 +93,9 @@ pub struct GatewayConfig {
     pub frame_timeout: Option<Duration>,
     /// Serve `/metrics` and `/healthz`.
     pub expose_metrics: bool,
+    /// Move target → browser payload with `splice(2)` (zero-copy) when both sides are
+    /// plain TCP or unix sockets and no filter applies; off copies everything.
+    pub splice: bool,
     /// Check that a target speaks RFB before relaying (routes without terminated
     /// security). Off makes the gateway a generic websocket-to-TCP relay.
     pub rfb_check: bool,
@@ -136,6 +139,7 @@ impl GatewayConfig {
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             expose_metrics: true,
             rfb_check: true,
+            splice: true,
             viewer_events: None,
             app: None,
             trusted_proxies: crate::forwarded::TrustedProxies::default(),

@@ -11,7 +11,9 @@
 //!   target (backpressure).
 //! * target→browser: each read from the target becomes one binary frame, written with a
 //!   vectored write (header + payload, no copy). Nothing more is read from the target
-//!   while a frame waits for the browser.
+//!   while a frame waits for the browser. Between plain sockets with no filter, the
+//!   payload is not read at all: it is spliced target → pipe → browser (`splice`), and
+//!   what reached the pipe is the length the frame's header announces.
 //!
 //! Buffers are allocated when data arrives and released when a read finds nothing to do,
 //! so an idle session holds no buffer at all: reads start in a small inline probe.
@@ -33,6 +35,10 @@ use crate::ws::close::{self, PeerClose};
 use crate::ws::frame::{self, FrameHeader, Opcode};
 use crate::ws::mask;
 use crate::ws::write::OutFrame;
+
+pub mod splice;
+
+use splice::{FillError, RawSocket, Splicer};
 
 #[cfg(test)]
 mod downstream_tests;
@@ -131,6 +137,8 @@ pub struct Pump<C, B> {
     down_buf: BytesMut,
     down_frame: Option<OutFrame>,
     client_needs_flush: bool,
+    /// Zero-copy target → browser, when both are plain sockets and nothing filters.
+    splice: Option<Splicer<C, B>>,
     ctrl: Control,
     /// RFB message filter on browser input (view-only, clipboard cap); `None` relays raw.
     filter: Option<Box<ClientFilter>>,
@@ -193,6 +201,7 @@ where
             down_buf: BytesMut::new(),
             down_frame: None,
             client_needs_flush: false,
+            splice: None,
             ctrl: Control::default(),
             filter: None,
             end: None,
@@ -213,10 +222,41 @@ where
         }
     }
 
-    /// Filters browser input through `filter` (view-only, clipboard limits).
+    /// Filters browser input through `filter` (view-only, clipboard limits). A filtered
+    /// session copies both ways (no splice).
     pub fn with_filter(mut self, filter: Option<Box<ClientFilter>>) -> Self {
+        if filter.is_some() {
+            self.splice = None;
+        }
         self.filter = filter;
         self
+    }
+
+    /// With `on`, target → browser payload is spliced (zero-copy) when both sides are
+    /// plain TCP or unix sockets and no filter is set; otherwise it is copied.
+    pub fn with_splice(mut self, on: bool) -> Self
+    where
+        C: RawSocket,
+        B: RawSocket,
+    {
+        self.splice = if on && self.filter.is_none() {
+            Splicer::new(&self.client, &self.target)
+        } else {
+            None
+        };
+        self
+    }
+
+    /// Whether target → browser payload takes the splice path.
+    #[cfg(test)]
+    pub(crate) fn splicing(&self) -> bool {
+        self.splice.is_some()
+    }
+
+    /// Whether the pump holds a pipe now (only while bytes stream).
+    #[cfg(test)]
+    pub(crate) fn holds_pipe(&self) -> bool {
+        self.splice.as_ref().is_some_and(Splicer::holds_pipe)
     }
 
     /// Bytes read from and written to the browser so far, websocket framing included.
@@ -651,7 +691,16 @@ where
         loop {
             // 1. Finish the frame being written.
             if let Some(f) = &mut self.down_frame {
-                match f.poll_write(cx, &mut self.client) {
+                // The header of a spliced frame (its payload waits in the pipe) goes
+                // corked, to leave in one segment with the start of its payload.
+                let written = match self.splice.as_ref().filter(|s| s.pending() > 0) {
+                    Some(s) => match s.corked(&self.client) {
+                        Ok(mut socket) => f.poll_write(cx, &mut socket),
+                        Err(e) => Poll::Ready(Err(e)),
+                    },
+                    None => f.poll_write(cx, &mut self.client),
+                };
+                match written {
                     Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
                     Poll::Ready(Ok((written, payload))) => {
                         let is_close = f.opcode() == Opcode::Close;
@@ -673,6 +722,20 @@ where
                     Poll::Pending => return Ok(step),
                 }
             }
+            // 1b. The spliced payload of the frame whose header is written.
+            if let Some(s) = self.splice.as_mut().filter(|s| s.pending() > 0) {
+                match s.poll_drain(cx, &self.client) {
+                    Poll::Ready(Ok(n)) => {
+                        self.counts.client_written += n as u64;
+                        self.counts.to_client += n as u64;
+                        self.note_activity();
+                        step = Step::Progress;
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => return Err(SessionEnd::ClientIo),
+                    Poll::Pending => return Ok(step),
+                }
+            }
             match self.down_state {
                 DownState::Open => {}
                 DownState::ShuttingDown => {
@@ -690,6 +753,9 @@ where
                 self.ctrl.close_sent = true;
                 self.close_sent_at = Some(Instant::now());
                 self.down_buf = BytesMut::new();
+                if let Some(s) = &mut self.splice {
+                    s.release();
+                }
                 continue;
             }
             if let Some(payload) = self.ctrl.pong.take() {
@@ -712,6 +778,23 @@ where
             if read_once {
                 return Ok(Step::Progress);
             }
+            if let Some(s) = &mut self.splice {
+                match s.poll_fill(cx, &self.target, self.limits.read_chunk) {
+                    Poll::Ready(Ok(0)) => self.target_closed(),
+                    Poll::Ready(Ok(n)) => {
+                        read_once = true;
+                        self.down_frame = Some(OutFrame::header_only(Opcode::Binary, n));
+                    }
+                    Poll::Ready(Err(FillError::Unsupported(e))) => {
+                        tracing::debug!(error = %e, "cannot splice; copying instead");
+                        self.splice = None;
+                    }
+                    Poll::Ready(Err(FillError::Io(e))) => self.target_read_failed(&e),
+                    Poll::Pending => return Ok(step),
+                }
+                step = Step::Progress;
+                continue;
+            }
             match read_lazy(
                 &mut self.target,
                 cx,
@@ -720,11 +803,7 @@ where
                 self.limits.read_chunk,
             ) {
                 Poll::Ready(Ok(0)) => {
-                    self.close(
-                        close::NORMAL,
-                        "target closed the connection",
-                        SessionEnd::Closed,
-                    );
+                    self.target_closed();
                     step = Step::Progress;
                 }
                 Poll::Ready(Ok(n)) => {
@@ -734,17 +813,30 @@ where
                     step = Step::Progress;
                 }
                 Poll::Ready(Err(e)) => {
-                    tracing::debug!(error = %e, "target read failed");
-                    self.close(
-                        close::INTERNAL_ERROR,
-                        "target connection failed",
-                        SessionEnd::TargetIo,
-                    );
+                    self.target_read_failed(&e);
                     step = Step::Progress;
                 }
                 Poll::Pending => return Ok(step),
             }
         }
+    }
+
+    /// The target's end of stream: close the browser side normally.
+    fn target_closed(&mut self) {
+        self.close(
+            close::NORMAL,
+            "target closed the connection",
+            SessionEnd::Closed,
+        );
+    }
+
+    fn target_read_failed(&mut self, e: &std::io::Error) {
+        tracing::debug!(error = %e, "target read failed");
+        self.close(
+            close::INTERNAL_ERROR,
+            "target connection failed",
+            SessionEnd::TargetIo,
+        );
     }
 }
 
@@ -814,3 +906,6 @@ fn read_lazy<R: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod splice_tests;

@@ -27,6 +27,7 @@ use crate::events::{RouteOrigin, ViewerGuard, ViewerSinks};
 use crate::forwarded::ClientView;
 use crate::metrics::Metrics;
 use crate::per_token::ViewerSlot;
+use crate::pump::splice::{RawSocket, SocketRef};
 use crate::pump::{Limits, Pump, Timers};
 use crate::rfb::{self, browser::BrowserError, browser::BrowserLink, ClientFilter};
 use crate::route::{Route, TokenKey};
@@ -85,6 +86,7 @@ impl Sessions {
                     frame: config.frame_timeout,
                 },
                 rfb_check: config.rfb_check,
+                splice: config.splice,
             },
             metrics,
             tokens,
@@ -208,7 +210,7 @@ pub async fn run<C>(
     shutdown: CancellationToken,
 ) -> (SessionEnd, (u64, u64))
 where
-    C: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin + RawSocket,
 {
     // The few bytes before the pump are counted by a wrapper; the pump counts its own.
     let mut counted = Counted::new(client);
@@ -223,6 +225,7 @@ where
             metrics.session_opened();
             let pump = Pump::new(inner, backend, early, opts.limits, metrics.clone())
                 .with_filter(filter)
+                .with_splice(opts.splice)
                 .with_timers(opts.timers);
             let (end, (r, w)) = drive(pump, &shutdown).await;
             metrics.session_closed();
@@ -299,6 +302,8 @@ pub struct SessionOptions {
     /// For routes without terminated security: check that the target speaks RFB before
     /// relaying (off for non-VNC uses of the gateway).
     pub rfb_check: bool,
+    /// Splice target → browser payload between plain sockets (see `pump::splice`).
+    pub splice: bool,
 }
 
 /// The RFB phase before the pump: check or authenticate the target, and for terminated
@@ -442,6 +447,14 @@ fn sooner(new: Option<Instant>, armed: Option<Instant>) -> bool {
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// A connection hyper could not hand back as the socket it was given: its bytes go
+/// through hyper's wrapper, so they are copied.
+impl RawSocket for TokioIo<hyper::upgrade::Upgraded> {
+    fn raw_socket(&self) -> Option<SocketRef<'_>> {
+        None
+    }
 }
 
 /// A browser connection that counts what it reads and writes, for the RFB phase before

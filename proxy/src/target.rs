@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::ConnectError;
+use crate::pump::splice::{RawSocket, SocketRef};
 
 /// A VNC server a token routes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,6 +110,17 @@ pub enum Backend {
     Unix(UnixStream),
     /// VeNCrypt: TLS inside the RFB handshake, on top of the TCP or unix connection.
     Tls(Box<tokio_rustls::client::TlsStream<Backend>>),
+}
+
+impl RawSocket for Backend {
+    /// TCP and unix connections can be spliced from; VeNCrypt's TLS cannot.
+    fn raw_socket(&self) -> Option<SocketRef<'_>> {
+        match self {
+            Self::Tcp(s) => s.raw_socket(),
+            Self::Unix(s) => s.raw_socket(),
+            Self::Tls(_) => None,
+        }
+    }
 }
 
 macro_rules! delegate {

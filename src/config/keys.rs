@@ -139,6 +139,7 @@ pub const KEYS: &[Key] = &[
     restart("service_proxy_protocol", "Read a PROXY protocol v1/v2 header from service_trusted_proxies' connections."),
     restart("service_max_connections_per_ip", "Pending connections (not yet a session with a valid token) one client address (IPv6: one /64) may hold on service_port; a newer one pushes out the oldest (0: no limit)."),
     restart("service_max_viewers_per_token", "Viewers (websocket sessions) one session link may hold at once; more are refused with 429 (0: no limit)."),
+    restart("service_splice", "Move VM display bytes to the browser with splice(2) (zero-copy) when neither side uses TLS and the viewer is not view-only; false copies them."),
     live("allow_open_access", "With no authentication configured, serve anyway on a non-loopback address and to requests forwarded by a reverse proxy (otherwise refused with 403)."),
     live("login_lifetime", "How long a web login lasts, seconds."),
     restart("login_max_failures", "Failed logins per user and address before back-off (1 s, then doubling); attempts under way count."),

@@ -229,6 +229,9 @@ pub struct Config {
     pub service_max_connections_per_ip: usize,
     /// Websocket sessions one token (session link) may hold at once (0: no limit).
     pub service_max_viewers_per_token: usize,
+    /// Splice target → browser bytes (zero-copy) between plain sockets; off copies them.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub service_splice: bool,
     /// Serve on a non-loopback address although no authenticator is configured (anyone
     /// may then start sessions under any name).
     #[serde(deserialize_with = "flexible_bool")]
@@ -371,6 +374,7 @@ impl Default for Config {
             service_proxy_protocol: false,
             service_max_connections_per_ip: darts_proxy::config::DEFAULT_MAX_CONNECTIONS_PER_IP,
             service_max_viewers_per_token: darts_proxy::config::DEFAULT_MAX_VIEWERS_PER_TOKEN,
+            service_splice: true,
             allow_open_access: false,
             login_lifetime: 8 * 3600,
             login_max_failures: 5,

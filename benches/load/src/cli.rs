@@ -36,6 +36,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         secrets: PathBuf,
     },
+    /// The zero-copy reference relay (started by the tool itself): raw TCP from
+    /// `--listen` to `--target`, every byte moved with splice(2).
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        target: std::net::SocketAddr,
+    },
     /// Soak: real sessions through `darts serve` for a given time, with faults (a killed
     /// QEMU, a restarted gateway); reports memory, open files, errors and lost sessions.
     Soak(Box<crate::soak::SoakArgs>),
@@ -43,7 +52,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Gateways to measure, in order.
+    /// Gateways to measure, in order (also `splice-relay`: the zero-copy raw TCP
+    /// reference, shown in the details only).
     #[arg(long, value_delimiter = ',', default_values = ["direct", "websockify", "darts"])]
     pub gateways: Vec<GatewayKind>,
 
@@ -157,7 +167,7 @@ mod tests {
         let cli = Cli::try_parse_from(["darts-load"]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.run.gateways.len(), 3);
-        assert_eq!(cli.run.scenarios.len(), 6);
+        assert_eq!(cli.run.scenarios.len(), 7);
         assert_eq!(cli.run.security, Security::ALL);
         assert_eq!(cli.run.settings().unwrap().idle_sessions, 9000);
     }

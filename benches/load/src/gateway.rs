@@ -2,7 +2,8 @@
 //! stopped after it: `darts proxy` and Debian's websockify, both given websockify's
 //! command line with a positional target, or a token file (`--token-plugin TokenFile
 //! --token-source FILE`) when darts must terminate the target's VNC security. "Direct"
-//! has no gateway: the client talks to the backend itself.
+//! has no gateway: the client talks to the backend itself. The splice relay (this
+//! program's `relay` mode, `relay.rs`) is raw TCP too, moved with splice(2).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,6 +30,9 @@ pub enum GatewayKind {
     Websockify,
     /// `darts proxy`.
     Darts,
+    /// `darts-load relay`: raw TCP (no websocket) moved with splice(2), the zero-copy
+    /// reference for darts' splice path.
+    SpliceRelay,
 }
 
 impl GatewayKind {
@@ -37,7 +41,13 @@ impl GatewayKind {
             Self::Direct => "direct",
             Self::Websockify => "websockify",
             Self::Darts => "darts",
+            Self::SpliceRelay => "splice-relay",
         }
+    }
+
+    /// Whether clients speak websocket to it (direct and the relay carry raw TCP).
+    pub fn speaks_websocket(self) -> bool {
+        matches!(self, Self::Websockify | Self::Darts)
     }
 }
 
@@ -54,6 +64,8 @@ pub enum Upstream {
 #[derive(Debug, Clone)]
 pub struct Commands {
     pub darts: PathBuf,
+    /// This program, whose hidden `relay` mode is the splice relay.
+    pub relay: PathBuf,
     /// The websockify command, program first.
     pub websockify: Vec<String>,
     /// Extra arguments for `darts proxy`.
@@ -79,6 +91,20 @@ impl Commands {
                 v
             }
             GatewayKind::Websockify => self.websockify.clone(),
+            GatewayKind::SpliceRelay => {
+                let Upstream::Target(target) = upstream else {
+                    // Secured targets are darts-only; the scenario refuses them first.
+                    return Vec::new();
+                };
+                return vec![
+                    self.relay.display().to_string(),
+                    "relay".into(),
+                    "--listen".into(),
+                    listen.to_string(),
+                    "--target".into(),
+                    target.to_string(),
+                ];
+            }
         };
         if let Some(tls) = tls {
             argv.extend([
@@ -243,6 +269,9 @@ pub fn describe(cmds: &Commands, kind: GatewayKind) -> String {
         GatewayKind::Darts => capture(&cmds.darts.display().to_string(), &["--version"])
             .unwrap_or_else(|| "darts (version unknown)".into()),
         GatewayKind::Websockify => describe_websockify(&cmds.websockify),
+        GatewayKind::SpliceRelay => {
+            "darts-load relay: raw TCP, every byte spliced through a pipe, no websocket".into()
+        }
     }
 }
 
@@ -293,6 +322,7 @@ mod tests {
     fn command_lines_follow_websockify() {
         let cmds = Commands {
             darts: "darts".into(),
+            relay: "darts-load".into(),
             websockify: vec!["python3".into(), "websockify".into()],
             darts_args: vec!["--grace-period".into(), "2".into()],
             log_dir: "/nonexistent".into(),
@@ -330,6 +360,17 @@ mod tests {
         assert!(cmds
             .command_line(GatewayKind::Direct, listen, &target, None)
             .is_empty());
+        assert_eq!(
+            cmds.command_line(GatewayKind::SpliceRelay, listen, &target, None),
+            [
+                "darts-load",
+                "relay",
+                "--listen",
+                "127.0.0.1:7000",
+                "--target",
+                "127.0.0.1:5900"
+            ]
+        );
         let tokens = Upstream::TokenFile("/t/tokens".into());
         assert_eq!(
             cmds.command_line(GatewayKind::Darts, listen, &tokens, None)[4..],

@@ -14,6 +14,7 @@ mod cli;
 mod client;
 mod error;
 mod gateway;
+mod relay;
 mod report;
 mod rfb;
 mod scenario;
@@ -43,6 +44,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Backend { lifetime, secrets }) => run_backend(lifetime, &secrets),
         Some(Command::Soak(args)) => soak::main(&args),
+        Some(Command::Relay { listen, target }) => run_relay(listen, target),
         None => run_load(&cli.run),
     };
     match result {
@@ -68,6 +70,13 @@ fn run_backend(lifetime: f64, secrets: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_relay(listen: std::net::SocketAddr, target: std::net::SocketAddr) -> anyhow::Result<()> {
+    sys::raise_nofile();
+    runtime()?
+        .block_on(relay::serve(listen, target))
+        .with_context(|| format!("relaying {listen} to {target}"))
+}
+
 fn run_load(args: &RunArgs) -> anyhow::Result<()> {
     let settings = args.settings().map_err(|e| anyhow!(e))?;
     let nofile = sys::raise_nofile();
@@ -80,6 +89,7 @@ fn run_load(args: &RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let cmds = Commands {
         darts,
+        relay: exe.clone(),
         websockify: args
             .websockify
             .split_whitespace()
@@ -223,6 +233,9 @@ mod tests {
         assert!(!Scenario::HsTls.applies_to(GatewayKind::Direct));
         assert!(Scenario::Down.applies_to(GatewayKind::Direct));
         assert!(Scenario::Idle.applies_to(GatewayKind::Darts));
+        assert!(!Scenario::Idle.applies_to(GatewayKind::SpliceRelay));
+        assert!(Scenario::Down.applies_to(GatewayKind::SpliceRelay));
+        assert!(!Scenario::Down.runs_secured(GatewayKind::SpliceRelay));
         assert!(Scenario::Down.runs_secured(GatewayKind::Darts));
         assert!(!Scenario::Down.runs_secured(GatewayKind::Websockify));
         assert!(!Scenario::Echo.runs_secured(GatewayKind::Darts));

@@ -29,8 +29,19 @@ pub struct OutFrame {
 impl OutFrame {
     /// A frame carrying `payload` whole.
     pub fn new(opcode: Opcode, payload: Bytes) -> Self {
+        let len = payload.len();
+        Self::with_header(opcode, len, payload)
+    }
+
+    /// Only the header of a frame of `len` payload bytes, which the caller sends right
+    /// after it (the pump splices them from a pipe): done once the header is written.
+    pub fn header_only(opcode: Opcode, len: usize) -> Self {
+        Self::with_header(opcode, len, Bytes::new())
+    }
+
+    fn with_header(opcode: Opcode, len: usize, payload: Bytes) -> Self {
         let mut header = [0u8; MAX_SERVER_HEADER];
-        let header_len = encode_server_header(opcode, payload.len(), &mut header) as u8;
+        let header_len = encode_server_header(opcode, len, &mut header) as u8;
         Self {
             header,
             header_len,

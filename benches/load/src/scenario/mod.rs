@@ -58,9 +58,9 @@ impl Scenario {
     }
 
     /// Whether the scenario means anything for `gw` (direct has no gateway memory and
-    /// no TLS).
+    /// no TLS; the splice relay has no TLS and no websocket sessions to hold).
     pub fn applies_to(self, gw: GatewayKind) -> bool {
-        !(gw == GatewayKind::Direct && matches!(self, Self::Idle | Self::HsTls))
+        gw.speaks_websocket() || !matches!(self, Self::Idle | Self::HsTls)
     }
 
     /// Whether the scenario also runs against secured targets (darts only: neither
@@ -321,7 +321,7 @@ async fn run_inner(
     };
     let ep = Endpoint {
         addr: gateway.as_ref().map_or(backend, |g| g.addr),
-        ws: gateway.is_some(),
+        ws: gw.speaks_websocket(),
         token: secured,
         rfb: secured,
     };
