@@ -45,6 +45,8 @@ mod downstream_tests;
 #[cfg(test)]
 mod fairness_tests;
 #[cfg(test)]
+mod test_io;
+#[cfg(test)]
 mod upstream_tests;
 
 /// How often a streaming session adds its byte counts to the gateway's totals: the
