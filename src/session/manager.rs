@@ -132,6 +132,11 @@ pub enum SessionError {
     Qemu(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Blocking {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -151,7 +156,7 @@ impl SessionError {
             Self::Script(_) => "script",
             Self::Qemu(_) => "qemu",
             Self::Store(_) => "state",
-            Self::Internal(_) => "internal",
+            Self::Blocking { .. } | Self::Internal(_) => "internal",
         }
     }
 
@@ -272,11 +277,14 @@ impl Manager {
         config: Arc<Config>,
         tokens: Arc<TokenMap>,
     ) -> Result<Arc<Self>, SessionError> {
-        let store = Store::open(&config.dir_cfg)?;
+        let dir_cfg = config.dir_cfg.clone();
+        let store = super::off_workers("opening the session state", move || Store::open(&dir_cfg))
+            .await??;
         let dirs = (config.dir_etc.clone(), config.dir_machines.clone());
-        let catalogue = tokio::task::spawn_blocking(move || CatalogueCache::load(&dirs.0, &dirs.1))
-            .await
-            .map_err(|e| SessionError::Internal(format!("reading the catalogue: {e}")))?;
+        let catalogue = super::off_workers("reading the catalogue", move || {
+            CatalogueCache::load(&dirs.0, &dirs.1)
+        })
+        .await?;
         let mgr = Arc::new(Self {
             config: RwLock::new(config),
             store,
@@ -381,7 +389,7 @@ impl Manager {
     }
 
     /// Adds 24 hours to a session's lifetime, up to the configured maximum.
-    pub fn extend(&self, caller: &Caller, name: &str) -> Result<SessionInfo, SessionError> {
+    pub async fn extend(&self, caller: &Caller, name: &str) -> Result<SessionInfo, SessionError> {
         let live = self.authorized(caller, name)?;
         let cap = self.config().lifetime_cap();
         let record = {
@@ -397,7 +405,7 @@ impl Manager {
             r.expires = new;
             r.clone()
         };
-        self.store.save(&record)?;
+        self.store.save(&record).await?;
         self.update_routes(&record)?;
         tracing::info!(session = %name, expires = record.expires, "session extended");
         let extended = info(&live);
@@ -410,7 +418,7 @@ impl Manager {
     /// digests, so a lost link can never be shown again: this is how links are handed
     /// out later. Earlier tokens keep working, up to the newest [`MAX_TOKENS`]; a
     /// one-shot session keeps only the new one.
-    pub fn issue_tokens(
+    pub async fn issue_tokens(
         &self,
         caller: &Caller,
         name: &str,
@@ -448,7 +456,7 @@ impl Manager {
             r.tokens.drain(..excess);
             (r.clone(), oneshot || excess > 0)
         };
-        self.store.save(&record)?;
+        self.store.save(&record).await?;
         if dropped {
             // Routes of the tokens just forgotten go too; the kept ones come back below.
             self.tokens.remove_label(&record.name);
@@ -862,7 +870,7 @@ mod tests {
             Err(SessionError::Forbidden)
         ));
         assert!(matches!(
-            mgr.extend(&Caller::user("bob"), name),
+            mgr.extend(&Caller::user("bob"), name).await,
             Err(SessionError::Forbidden)
         ));
         assert!(matches!(
@@ -981,11 +989,17 @@ mod tests {
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
         let alice = Caller::user("alice");
-        assert_eq!(mgr.extend(&alice, name).unwrap().expires, now + 2 * 86400);
-        assert_eq!(mgr.extend(&alice, name).unwrap().expires, now + 3 * 86400);
+        assert_eq!(
+            mgr.extend(&alice, name).await.unwrap().expires,
+            now + 2 * 86400
+        );
+        assert_eq!(
+            mgr.extend(&alice, name).await.unwrap().expires,
+            now + 3 * 86400
+        );
         // The cap (snapshot_lifetime_max, 3 days from creation) is reached.
         assert!(matches!(
-            mgr.extend(&alice, name),
+            mgr.extend(&alice, name).await,
             Err(SessionError::ExtendLimit)
         ));
         // The record on disk follows, and the token's route carries the new expiry.
@@ -1005,7 +1019,10 @@ mod tests {
         let now = super::super::now();
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
-        let (_, view) = mgr.issue_tokens(&Caller::user("alice"), name).unwrap();
+        let (_, view) = mgr
+            .issue_tokens(&Caller::user("alice"), name)
+            .await
+            .unwrap();
         let view = view.expect("a view-only token");
         let clipboard = |mgr: &Manager| match mgr.tokens.lookup(&view) {
             darts_proxy::Lookup::Found(v) => v.view_only && v.view_only_clipboard,
@@ -1027,10 +1044,13 @@ mod tests {
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
         assert!(matches!(
-            mgr.issue_tokens(&Caller::user("bob"), name),
+            mgr.issue_tokens(&Caller::user("bob"), name).await,
             Err(SessionError::Forbidden)
         ));
-        let (full, view) = mgr.issue_tokens(&Caller::user("alice"), name).unwrap();
+        let (full, view) = mgr
+            .issue_tokens(&Caller::user("alice"), name)
+            .await
+            .unwrap();
         let view = view.expect("a view-only token");
         match (mgr.tokens.lookup(&full), mgr.tokens.lookup(&view)) {
             (darts_proxy::Lookup::Found(f), darts_proxy::Lookup::Found(v)) => {
@@ -1049,7 +1069,9 @@ mod tests {
         assert!(!text.contains(&full) && records[0].tokens.len() == 3);
         // Past the cap, the oldest tokens stop routing.
         for _ in 0..MAX_TOKENS {
-            mgr.issue_tokens(&Caller::admin("root"), name).unwrap();
+            mgr.issue_tokens(&Caller::admin("root"), name)
+                .await
+                .unwrap();
         }
         assert_eq!(mgr.store.load_all().0[0].tokens.len(), MAX_TOKENS);
         assert!(matches!(
@@ -1085,7 +1107,7 @@ mod tests {
             darts_proxy::Lookup::Unknown,
             "used once"
         );
-        mgr.extend(&Caller::user("alice"), name).unwrap();
+        mgr.extend(&Caller::user("alice"), name).await.unwrap();
         assert_eq!(mgr.tokens.lookup("tok"), darts_proxy::Lookup::Unknown);
     }
 
