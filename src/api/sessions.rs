@@ -85,7 +85,7 @@ pub(super) async fn create_for(
 ) -> Result<Response<Body>, ApiError> {
     let catalogue = app.manager.catalogue_for(&form.machine).await;
     let req = validate(form, &call.config, &catalogue)?;
-    let created = match app.manager.create(caller, &req).await {
+    let created = match app.manager.create_from(caller, &req, &catalogue).await {
         Ok(c) => c,
         Err(e) if e.needs_fallback() => {
             tracing::info!(user = %caller.user, machine = %req.machine, code = e.code(), "no room here: asking the peers");

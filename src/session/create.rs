@@ -18,6 +18,7 @@ use super::manager::{
 };
 use super::record::{Phase, SessionRecord, TokenRecord, FORMAT};
 use super::{monitor, secret, vnc_port};
+use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::limits;
 use crate::qmp::Qmp;
@@ -39,7 +40,19 @@ impl Manager {
         caller: &Caller,
         req: &CreateRequest,
     ) -> Result<Created, SessionError> {
-        let created = self.create_session(caller, req).await;
+        let catalogue = self.catalogue_for(&req.machine).await;
+        self.create_from(caller, req, &catalogue).await
+    }
+
+    /// Same, with the catalogue the caller already looked the machine up in (the web
+    /// API validates the request against it), so one creation checks the catalogue once.
+    pub async fn create_from(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: &CreateRequest,
+        catalogue: &Catalogue,
+    ) -> Result<Created, SessionError> {
+        let created = self.create_session(caller, req, catalogue).await;
         match &created {
             Ok(c) => crate::audit::session_started(&c.info),
             Err(e) => crate::audit::session_failed(caller, req, &self.config(), e),
@@ -51,10 +64,10 @@ impl Manager {
         self: &Arc<Self>,
         caller: &Caller,
         req: &CreateRequest,
+        catalogue: &Catalogue,
     ) -> Result<Created, SessionError> {
         let mut laps = Laps::start();
         let config = self.config();
-        let catalogue = self.catalogue_for(&req.machine).await;
         let machine = catalogue
             .get(&req.machine)
             .ok_or_else(|| SessionError::UnknownMachine(req.machine.clone()))?;
