@@ -1,0 +1,229 @@
+//! A slow disk under a real `darts serve`: creations stuck writing to the state
+//! directory must not hold the async workers, which also carry every viewer's traffic.
+//!
+//! The disk that hangs is made with a FIFO: a stand-in for QEMU "starts" the VM, then
+//! leaves the session record's temporary file as a FIFO nobody reads, so darts' next
+//! write of that record (QEMU's pid) waits for ever, as on a hung disk. The viewer is a
+//! websocket through the same darts to an echo server, routed by the shared registry.
+//!
+//! Needs qemu-img and redis-server (`bash tests/setup.sh redis`).
+
+#[path = "support/redis.rs"]
+mod redis;
+mod support;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use darts_proxy::token::redis::{RedisSource, RegistryConfig, SealKey};
+use darts_proxy::{Route, Target, TokenMap};
+use redis::Redis;
+use support::*;
+
+const NS: &str = "slowdisk";
+/// Round trips measured while the creations are stuck.
+const ECHOES: usize = 50;
+/// A worker blocked on the disk would hold an echo for as long as the disk hangs
+/// (for ever here); a free one answers in well under a millisecond.
+const WORST_ECHO: Duration = Duration::from_millis(500);
+
+/// The stand-in for QEMU: writes a pid, turns the record's temporary file into a FIFO
+/// and reports success, as a daemonized QEMU would.
+fn fake_qemu(dir: &Path, state: &Path) -> std::path::PathBuf {
+    let path = dir.join("fake-qemu");
+    std::fs::write(
+        &path,
+        format!(
+            r#"#!/bin/sh
+while [ $# -gt 0 ]; do
+    [ "$1" = -pidfile ] && pidfile="$2"
+    shift
+done
+name=$(basename "$(dirname "$pidfile")")
+mkfifo "{state}/.$name.tmp"
+echo $$ > "$pidfile"
+"#,
+            state = state.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn fifos(state: &Path) -> usize {
+    std::fs::read_dir(state)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_fifo()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// One websocket round trip: `n` bytes out, the same back.
+async fn echo(ws: &mut Ws, n: u8) -> Duration {
+    let data: Vec<u8> = (0..16).map(|i| n.wrapping_add(i)).collect();
+    let sent = Instant::now();
+    send_binary(ws, &data).await;
+    let back = read_bytes(ws, data.len(), Duration::from_secs(30)).await;
+    assert_eq!(back, data, "echo {n}");
+    sent.elapsed()
+}
+
+struct Creations(Vec<Child>);
+
+impl Drop for Creations {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_creation_stuck_on_a_slow_disk_does_not_delay_a_websocket_echo() {
+    let redis = Redis::tcp("slow-disk");
+    let root = redis.scratch.0.clone();
+    let secret = root.join("registry.key");
+    std::fs::write(&secret, format!("{}\n", "k".repeat(48))).unwrap();
+    let state = root.join("state");
+    std::fs::create_dir_all(root.join("machines")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(root.join("machines/slow.qcow2"))
+        .arg("16M")
+        .status()
+        .expect("qemu-img runs (install qemu-utils)");
+    assert!(made.success());
+    std::fs::write(root.join("etc/machines.conf"), "[slow.qcow2]\n").unwrap();
+    let qemu = fake_qemu(&root, &state);
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = root.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"dir_machines = "{root}/machines"
+dir_snapshots = "{root}/snapshots"
+dir_cfg = "{state}"
+dir_service = "{root}/service"
+dir_etc = "{root}/etc"
+dir_mounts = []
+service_logfile = "{root}/service/audit.log"
+service_port = {port}
+qemu_exec = "{qemu}"
+qemu_exec_options = ""
+qemu_accel = "tcg"
+snapshot_alloc_mem = 0.25
+snapshot_alloc_cpu = 1
+service_max_load = 0
+service_max_cpu_fraction_nb_per_user = 0
+service_max_mem_fraction_nb_per_user = 0
+service_max_session_nb = 100
+service_max_session_nb_per_user = 100
+token_redis = "{redis}"
+token_redis_key = "{secret}"
+"#,
+            root = root.display(),
+            state = state.display(),
+            port = addr.port(),
+            qemu = qemu.display(),
+            redis = redis.url(NS),
+            secret = secret.display(),
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap().to_owned();
+    let darts = DartsProcess::start(&["serve", "-c", &cfg], addr);
+
+    // The viewer's route, published in the registry as another darts would.
+    let backend = echo_backend(b"RFB 003.008\n").await;
+    let mut registry = RegistryConfig::new(RedisSource::parse(&redis.source(NS)).unwrap());
+    registry.seal = Some(SealKey::from_file(&secret).unwrap());
+    let routes = TokenMap::new().with_registry(registry).unwrap();
+    routes.insert(
+        "echo",
+        Route::new(Target::Tcp {
+            host: "127.0.0.1".into(),
+            port: backend.port(),
+        }),
+    );
+    let url = format!("ws://{addr}/darts/vnc.html?token=echo");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ws = loop {
+        match ws_connect(&url, &[]).await {
+            Ok(ws) => break ws,
+            Err(status) => assert!(
+                Instant::now() < deadline,
+                "the echo route never opened ({status}); log:\n{}",
+                darts.log_text()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        read_bytes(&mut ws, 12, Duration::from_secs(10)).await,
+        b"RFB 003.008\n"
+    );
+    for n in 0..5 {
+        echo(&mut ws, n).await;
+    }
+
+    // More stuck creations than darts has async workers (one per core).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let stuck = cores + 1;
+    let mut creations = Creations(Vec::new());
+    for _ in 0..stuck {
+        let child = Command::new(darts_bin())
+            .args(["start", "slow.qcow2", "-c", &cfg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        creations.0.push(child);
+    }
+    // The first creation reaches the FIFO; the others follow it there or queue behind
+    // it. Give them time to get stuck.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fifos(&state) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no creation reached the slow disk; log:\n{}",
+            darts.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settle = Instant::now() + Duration::from_secs(5);
+    while fifos(&state) < stuck && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut worst = Duration::ZERO;
+    for n in 0..ECHOES {
+        let took = tokio::time::timeout(Duration::from_secs(10), echo(&mut ws, n as u8))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "echo {n} got no answer within 10 s while {stuck} creations are stuck \
+                     ({} at the FIFO)",
+                    fifos(&state)
+                )
+            });
+        worst = worst.max(took);
+    }
+    assert!(
+        worst < WORST_ECHO,
+        "the slowest of {ECHOES} echoes took {worst:?} while creations were stuck"
+    );
+    // Still stuck: the echoes were measured while the disk hung.
+    for c in &mut creations.0 {
+        assert!(c.try_wait().unwrap().is_none(), "a creation ended");
+    }
+    assert!(fifos(&state) >= 1);
+}
