@@ -8,19 +8,23 @@
 //!
 //! Needs qemu-img and redis-server (`bash tests/setup.sh redis`).
 
+#[path = "support/qemu.rs"]
+mod qemu;
 #[path = "support/redis.rs"]
 mod redis;
+#[path = "support/service.rs"]
+mod service;
 mod support;
 
-use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use darts_proxy::token::redis::{RedisSource, RegistryConfig, SealKey};
 use darts_proxy::{Route, Target, TokenMap};
 use redis::Redis;
+use service::Service;
 use support::*;
 
 const NS: &str = "slowdisk";
@@ -31,23 +35,22 @@ const ECHOES: usize = 50;
 const WORST_ECHO: Duration = Duration::from_millis(500);
 
 /// The stand-in for QEMU: writes a pid, turns the record's temporary file into a FIFO
-/// and reports success, as a daemonized QEMU would.
-fn fake_qemu(dir: &Path, state: &Path) -> std::path::PathBuf {
+/// and reports success, as a daemonized QEMU would. The pidfile is
+/// `ROOT/snapshots/NAME/qemu.pid`, the records are in `ROOT/state`.
+fn fake_qemu(dir: &Path) -> PathBuf {
     let path = dir.join("fake-qemu");
     std::fs::write(
         &path,
-        format!(
-            r#"#!/bin/sh
+        r#"#!/bin/sh
 while [ $# -gt 0 ]; do
     [ "$1" = -pidfile ] && pidfile="$2"
     shift
 done
-name=$(basename "$(dirname "$pidfile")")
-mkfifo "{state}/.$name.tmp"
+session=$(dirname "$pidfile")
+root=$(dirname "$(dirname "$session")")
+mkfifo "$root/state/.$(basename "$session").tmp"
 echo $$ > "$pidfile"
 "#,
-            state = state.display()
-        ),
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -88,58 +91,31 @@ impl Drop for Creations {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_creation_stuck_on_a_slow_disk_does_not_delay_a_websocket_echo() {
     let redis = Redis::tcp("slow-disk");
-    let root = redis.scratch.0.clone();
-    let secret = root.join("registry.key");
+    let secret = redis.scratch.path("registry.key");
     std::fs::write(&secret, format!("{}\n", "k".repeat(48))).unwrap();
-    let state = root.join("state");
-    std::fs::create_dir_all(root.join("machines")).unwrap();
-    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let qemu = fake_qemu(&redis.scratch.0);
+    let mut svc = Service::configure_empty(
+        "slow-disk",
+        &format!(
+            "qemu_exec = \"{}\"\nqemu_exec_options = \"\"\n\
+             service_max_session_nb = 100\nservice_max_session_nb_per_user = 100\n\
+             token_redis = \"{}\"\ntoken_redis_key = \"{}\"\n",
+            qemu.display(),
+            redis.url(NS),
+            secret.display()
+        ),
+    );
+    let state = svc.scratch.path("state");
     let made = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
-        .arg(root.join("machines/slow.qcow2"))
+        .arg(svc.scratch.path("machines/slow.qcow2"))
         .arg("16M")
         .status()
         .expect("qemu-img runs (install qemu-utils)");
     assert!(made.success());
-    std::fs::write(root.join("etc/machines.conf"), "[slow.qcow2]\n").unwrap();
-    let qemu = fake_qemu(&root, &state);
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config = root.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"dir_machines = "{root}/machines"
-dir_snapshots = "{root}/snapshots"
-dir_cfg = "{state}"
-dir_service = "{root}/service"
-dir_etc = "{root}/etc"
-dir_mounts = []
-service_logfile = "{root}/service/audit.log"
-service_port = {port}
-qemu_exec = "{qemu}"
-qemu_exec_options = ""
-qemu_accel = "tcg"
-snapshot_alloc_mem = 0.25
-snapshot_alloc_cpu = 1
-service_max_load = 0
-service_max_cpu_fraction_nb_per_user = 0
-service_max_mem_fraction_nb_per_user = 0
-service_max_session_nb = 100
-service_max_session_nb_per_user = 100
-token_redis = "{redis}"
-token_redis_key = "{secret}"
-"#,
-            root = root.display(),
-            state = state.display(),
-            port = addr.port(),
-            qemu = qemu.display(),
-            redis = redis.url(NS),
-            secret = secret.display(),
-        ),
-    )
-    .unwrap();
-    let cfg = config.to_str().unwrap().to_owned();
-    let darts = DartsProcess::start(&["serve", "-c", &cfg], addr);
+    std::fs::write(svc.scratch.path("etc/machines.conf"), "[slow.qcow2]\n").unwrap();
+    svc.launch();
+    let addr = svc.addr;
 
     // The viewer's route, published in the registry as another darts would.
     let backend = echo_backend(b"RFB 003.008\n").await;
@@ -161,7 +137,7 @@ token_redis_key = "{secret}"
             Err(status) => assert!(
                 Instant::now() < deadline,
                 "the echo route never opened ({status}); log:\n{}",
-                darts.log_text()
+                svc.log()
             ),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -179,13 +155,7 @@ token_redis_key = "{secret}"
     let stuck = cores + 1;
     let mut creations = Creations(Vec::new());
     for _ in 0..stuck {
-        let child = Command::new(darts_bin())
-            .args(["start", "slow.qcow2", "-c", &cfg])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        creations.0.push(child);
+        creations.0.push(svc.spawn_start("slow.qcow2"));
     }
     // The first creation reaches the FIFO; the others follow it there or queue behind
     // it. Give them time to get stuck.
@@ -194,7 +164,7 @@ token_redis_key = "{secret}"
         assert!(
             Instant::now() < deadline,
             "no creation reached the slow disk; log:\n{}",
-            darts.log_text()
+            svc.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
