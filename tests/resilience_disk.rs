@@ -196,4 +196,10 @@ async fn a_creation_stuck_on_a_slow_disk_does_not_delay_a_websocket_echo() {
         assert!(c.try_wait().unwrap().is_none(), "a creation ended");
     }
     assert!(fifos(&state) >= 1);
+
+    // And darts still stops when asked, the disk still hung.
+    let darts = svc.darts.take().unwrap();
+    darts.signal("TERM");
+    let (stopped, log) = darts.wait_exit(Duration::from_secs(30));
+    assert!(stopped, "darts did not stop cleanly; log:\n{log}");
 }
