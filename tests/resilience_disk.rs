@@ -172,7 +172,13 @@ async fn a_creation_stuck_on_a_slow_disk_does_not_delay_a_websocket_echo() {
     while fifos(&state) < stuck && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The catalogue's disk hangs too: its file changes into a FIFO nobody writes, and the
+    // refresher (once a second) gets stuck reading it.
+    let catalogue = svc.scratch.path("etc/machines.conf");
+    std::fs::remove_file(&catalogue).unwrap();
+    let made = Command::new("mkfifo").arg(&catalogue).status().unwrap();
+    assert!(made.success());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut worst = Duration::ZERO;
     for n in 0..ECHOES {

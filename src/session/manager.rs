@@ -346,8 +346,12 @@ impl Manager {
             let check = tokio::task::spawn_blocking(move || {
                 cache.refresh(&config.dir_etc, &config.dir_machines)
             });
-            if let Err(e) = check.await {
-                tracing::warn!(error = %e, "catalogue check failed");
+            // A check stuck on a hung disk must not hold the manager's stop.
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                checked = check => if let Err(e) = checked {
+                    tracing::warn!(error = %e, "catalogue check failed");
+                },
             }
         }
     }
