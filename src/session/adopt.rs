@@ -60,6 +60,7 @@ impl Manager {
             .await
             .map_err(|_| "its VM does not answer on QMP")?;
         self.register_routes(record)
+            .await
             .map_err(|_| "its VNC credentials cannot be loaded")?;
         let live = Live::new(record.clone());
         let (tx, rx) = mpsc::channel(4);

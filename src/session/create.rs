@@ -378,7 +378,7 @@ impl Manager {
         };
         record.phase = Phase::Running;
         tryr!(self.store.save(&record).await.map_err(SessionError::from));
-        tryr!(self.register_routes(&record));
+        tryr!(self.register_routes(&record).await);
         laps.lap("tokens");
         Ok((record, qmp, token, view_token))
     }

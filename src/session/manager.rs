@@ -410,7 +410,7 @@ impl Manager {
             r.clone()
         };
         self.store.save(&record).await?;
-        self.update_routes(&record)?;
+        self.update_routes(&record).await?;
         tracing::info!(session = %name, expires = record.expires, "session extended");
         let extended = info(&live);
         crate::audit::session_extended(&extended, &caller.user);
@@ -465,7 +465,7 @@ impl Manager {
             // Routes of the tokens just forgotten go too; the kept ones come back below.
             self.tokens.remove_label(&record.name);
         }
-        self.register_routes(&record)?;
+        self.register_routes(&record).await?;
         tracing::info!(session = %name, tokens = record.tokens.len(), "new links issued");
         Ok((token, view_token))
     }
@@ -637,18 +637,22 @@ impl Manager {
     }
 
     /// (Re-)registers every token of a session in the gateway's map.
-    pub(super) fn register_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
-        self.set_routes(record, false)
+    pub(super) async fn register_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.set_routes(record, false).await
     }
 
     /// Moves the expiry of the session's routes still in the map; a one-shot token
     /// already used is not brought back.
-    fn update_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
-        self.set_routes(record, true)
+    async fn update_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.set_routes(record, true).await
     }
 
-    fn set_routes(&self, record: &SessionRecord, only_existing: bool) -> Result<(), SessionError> {
-        let security = self.backend_security(record)?;
+    async fn set_routes(
+        &self,
+        record: &SessionRecord,
+        only_existing: bool,
+    ) -> Result<(), SessionError> {
+        let security = self.backend_security(record).await?;
         for t in &record.tokens {
             let Some(key) = TokenKey::from_hex(&t.sha256) else {
                 tracing::warn!(session = %record.name, "unreadable token digest in state");
@@ -672,18 +676,26 @@ impl Manager {
         Ok(())
     }
 
-    fn backend_security(&self, record: &SessionRecord) -> Result<BackendSecurity, SessionError> {
+    /// How the gateway authenticates to the session's QEMU. The x509 credentials are
+    /// files: read on the blocking pool.
+    async fn backend_security(
+        &self,
+        record: &SessionRecord,
+    ) -> Result<BackendSecurity, SessionError> {
         let password = Password::new(record.vnc_password.as_bytes().to_vec());
         if record.vnc_security != "x509" {
             return Ok(BackendSecurity::VncPassword(password));
         }
         let dir = self.config().qemu_vnc_x509_dir.join("client");
-        let client = darts_proxy::tls::CertPaths {
-            cert: dir.join("client-cert.pem"),
-            key: Some(dir.join("client-key.pem")),
-        };
-        let tls = darts_proxy::tls::client_config(&dir.join("ca-cert.pem"), Some(&client))
-            .map_err(|e| SessionError::Internal(format!("VNC x509 client credentials: {e}")))?;
+        let tls = super::off_workers("reading the VNC x509 client credentials", move || {
+            let client = darts_proxy::tls::CertPaths {
+                cert: dir.join("client-cert.pem"),
+                key: Some(dir.join("client-key.pem")),
+            };
+            darts_proxy::tls::client_config(&dir.join("ca-cert.pem"), Some(&client))
+        })
+        .await?
+        .map_err(|e| SessionError::Internal(format!("VNC x509 client credentials: {e}")))?;
         let server_name =
             vnc_server_name(&record.vnc).map_err(|e| SessionError::Internal(e.to_string()))?;
         Ok(BackendSecurity::X509 {
@@ -856,7 +868,7 @@ mod tests {
             }],
             remote_host: None,
         };
-        mgr.register_routes(&record).unwrap();
+        mgr.register_routes(&record).await.unwrap();
         lock(&mgr.sessions).insert(record.name.clone(), Live::new(record));
         (mgr, dir)
     }
@@ -1038,7 +1050,7 @@ mod tests {
         );
         let (mut records, _) = mgr.store.load_all();
         records[0].view_clipboard = true;
-        mgr.update_routes(&records[0]).unwrap();
+        mgr.update_routes(&records[0]).await.unwrap();
         assert!(clipboard(&mgr));
     }
 
@@ -1094,14 +1106,13 @@ mod tests {
         let now = super::super::now();
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
-        {
+        let record = {
             let sessions = lock(&mgr.sessions);
             let mut r = lock(&sessions[name].record);
             r.oneshot = true;
-            let record = r.clone();
-            drop(r);
-            mgr.register_routes(&record).unwrap();
-        }
+            r.clone()
+        };
+        mgr.register_routes(&record).await.unwrap();
         assert!(matches!(
             mgr.tokens.lookup("tok"),
             darts_proxy::Lookup::Found(_)
