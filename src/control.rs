@@ -173,6 +173,7 @@ async fn execute(req: Request, manager: &Arc<Manager>, links: &LinkBase) -> Valu
             .map(|outcome| json!({ "ok": true, "state": outcome.as_str() })),
         Request::Extend { name } => manager
             .extend(&Caller::admin(""), &name)
+            .await
             .map(|s| json!({ "ok": true, "session": s })),
         Request::Purge => manager
             .purge(&Caller::admin(""))

@@ -62,7 +62,12 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Serve(args) => {
             let _log = telemetry::init(false, cli::LogFormat::Text);
             rlimit::raise_nofile();
-            runtime()?.block_on(sessions_cmd::serve(args))
+            let runtime = runtime()?;
+            let served = runtime.block_on(sessions_cmd::serve(args));
+            // Blocking work stuck on a hung disk (a session directory, the catalogue) would
+            // hold a plain drop of the runtime for ever: it is left behind instead.
+            runtime.shutdown_timeout(BLOCKING_AT_EXIT);
+            served
         }
         cli::Command::Start(args) => runtime()?.block_on(sessions_cmd::start(args)),
         cli::Command::Stop(args) => runtime()?.block_on(sessions_cmd::stop(args)),
@@ -88,6 +93,9 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
     }
 }
+
+/// How long `darts serve` waits, once stopped, for blocking work still running.
+const BLOCKING_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

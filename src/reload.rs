@@ -148,22 +148,38 @@ impl Reloader {
         }
     }
 
-    /// Polls the files and answers `hup` (SIGHUP) until `stop`.
-    pub async fn run(mut self, hup: Arc<Notify>, stop: CancellationToken) {
+    /// Polls the files and answers `hup` (SIGHUP) until `stop`. Reading and checking the
+    /// files (and the certificate) is blocking work: each look runs on the blocking pool,
+    /// never on an async worker.
+    pub async fn run(self, hup: Arc<Notify>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reloader = self;
         loop {
-            tokio::select! {
+            let signalled = tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = hup.notified() => {
-                    self.reload("SIGHUP");
+                _ = hup.notified() => true,
+                _ = tick.tick() => false,
+            };
+            let look = tokio::task::spawn_blocking(move || {
+                if signalled {
+                    reloader.reload("SIGHUP");
                     // SIGHUP always re-reads the certificate, changed configuration or not.
-                    if self.targets.tls {
-                        self.targets.gateway.reload_tls();
+                    if reloader.targets.tls {
+                        reloader.targets.gateway.reload_tls();
                     }
+                } else {
+                    reloader.poll();
                 }
-                _ = tick.tick() => self.poll(),
-            }
+                reloader
+            });
+            reloader = match look.await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "the configuration watcher failed: no more reloads until a restart");
+                    return;
+                }
+            };
         }
     }
 

@@ -266,13 +266,7 @@ async fn darts_killed_during_a_creation_leaves_nothing_after_its_restart() {
     let mut svc = Service::start("resilience-create-kill", "");
     let keep = svc.start_session(&[]);
     for phase in [Phase::Record, Phase::Disk, Phase::Qemu, Phase::Vnc] {
-        let creation = Command::new(darts_bin())
-            .args(["start", "demo.img", "-c"])
-            .arg(&svc.config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let creation = svc.spawn_start("demo.img");
         let deadline = Instant::now() + Duration::from_secs(60);
         let name = loop {
             if let Some(n) = newcomer(&svc, &keep.name) {
@@ -422,13 +416,7 @@ async fn a_service_whose_log_pipe_is_closed_creates_stops_and_exits_on_sigterm()
 /// waits for the child.
 #[allow(clippy::zombie_processes)]
 fn creation_under_way(svc: &Service) -> (std::process::Child, String) {
-    let creation = Command::new(darts_bin())
-        .args(["start", "demo.img", "-c"])
-        .arg(&svc.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let creation = svc.spawn_start("demo.img");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(n) = newcomer(svc, "") {

@@ -207,6 +207,7 @@ fn session_status(e: &SessionError) -> StatusCode {
         | SessionError::Script(_)
         | SessionError::Qemu(_)
         | SessionError::Store(_)
+        | SessionError::Blocking { .. }
         | SessionError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

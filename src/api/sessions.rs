@@ -85,7 +85,7 @@ pub(super) async fn create_for(
 ) -> Result<Response<Body>, ApiError> {
     let catalogue = app.manager.catalogue_for(&form.machine).await;
     let req = validate(form, &call.config, &catalogue)?;
-    let created = match app.manager.create(caller, &req).await {
+    let created = match app.manager.create_from(caller, &req, &catalogue).await {
         Ok(c) => c,
         Err(e) if e.needs_fallback() => {
             tracing::info!(user = %caller.user, machine = %req.machine, code = e.code(), "no room here: asking the peers");
@@ -318,7 +318,7 @@ pub(super) async fn act_here(
             json!({ "session": SessionView::new(info, &call.config) })
         }
         Action::Extend => {
-            let info = app.manager.extend(caller, name)?;
+            let info = app.manager.extend(caller, name).await?;
             json!({ "session": SessionView::new(info, &call.config) })
         }
         Action::Stop => {
@@ -340,7 +340,7 @@ pub(super) async fn act_here(
             if info.oneshot && info.viewers > 0 {
                 return Err(ApiError::OneShotInUse);
             }
-            let (token, view_token) = app.manager.issue_tokens(caller, name)?;
+            let (token, view_token) = app.manager.issue_tokens(caller, name).await?;
             tracing::info!(user = %caller.user, session = %name, "fresh links issued");
             let links = links(app, call, &token, view_token.as_deref());
             let mut body = serde_json::to_value(&links).map_err(|_| ApiError::Internal)?;

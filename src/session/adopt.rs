@@ -1,6 +1,7 @@
 //! Start-up: find the sessions a previous darts left, keep those whose VM still answers,
 //! undo the rest. Only names darts makes, in directories darts marked, are touched.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,19 @@ const QMP_PROBE: Duration = Duration::from_secs(3);
 
 impl Manager {
     pub(super) async fn adopt(self: &Arc<Self>) {
-        self.store.remove_temporaries();
-        let (records, errors) = self.store.load_all();
+        let store = self.store.clone();
+        let (records, errors) = match super::off_workers("reading the session state", move || {
+            store.remove_temporaries();
+            store.load_all()
+        })
+        .await
+        {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the session state");
+                return;
+            }
+        };
         for e in errors {
             tracing::warn!(error = %e, "unreadable session state left in place");
         }
@@ -48,6 +60,7 @@ impl Manager {
             .await
             .map_err(|_| "its VM does not answer on QMP")?;
         self.register_routes(record)
+            .await
             .map_err(|_| "its VNC credentials cannot be loaded")?;
         let live = Live::new(record.clone());
         let (tx, rx) = mpsc::channel(4);
@@ -64,28 +77,54 @@ impl Manager {
     /// record removed by hand can leave one. Their QEMU, if any, is stopped.
     async fn remove_orphan_dirs(&self, known: &std::collections::HashSet<String>) {
         let dir = self.config().dir_snapshots.clone();
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if !is_session_name(&name)
-                || known.contains(&name)
-                || !entry.path().join(MARKER).exists()
-            {
-                continue;
+        let known = known.clone();
+        let orphans = super::off_workers("looking for orphan session directories", move || {
+            orphan_dirs(&dir, &known)
+        });
+        let orphans = match orphans.await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for orphan session directories");
+                return;
             }
-            if let Some(pid) = std::fs::read_to_string(entry.path().join("qemu.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-            {
+        };
+        for (name, path, pid) in orphans {
+            if let Some(pid) = pid {
                 super::process::kill(pid, &name);
                 super::process::wait_gone(pid, &name, Duration::from_secs(5)).await;
             }
             tracing::info!(session = %name, "removing orphan session directory");
-            remove_session_dir(&entry.path(), &name);
+            let removed = super::off_workers("removing an orphan session directory", move || {
+                remove_session_dir(&path, &name)
+            });
+            if let Err(e) = removed.await {
+                tracing::warn!(error = %e, "cannot remove an orphan session directory");
+            }
         }
     }
+}
+
+/// Session directories under `dir` with darts' marker and a name not in `known`: each
+/// name, path and the pid in its pidfile, if any. Blocking.
+fn orphan_dirs(
+    dir: &Path,
+    known: &std::collections::HashSet<String>,
+) -> Vec<(String, PathBuf, Option<u32>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut orphans = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !is_session_name(&name) || known.contains(&name) || !entry.path().join(MARKER).exists() {
+            continue;
+        }
+        let pid = std::fs::read_to_string(entry.path().join("qemu.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        orphans.push((name, entry.path(), pid));
+    }
+    orphans
 }

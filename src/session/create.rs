@@ -18,6 +18,7 @@ use super::manager::{
 };
 use super::record::{Phase, SessionRecord, TokenRecord, FORMAT};
 use super::{monitor, secret, vnc_port};
+use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::limits;
 use crate::qmp::Qmp;
@@ -39,7 +40,19 @@ impl Manager {
         caller: &Caller,
         req: &CreateRequest,
     ) -> Result<Created, SessionError> {
-        let created = self.create_session(caller, req).await;
+        let catalogue = self.catalogue_for(&req.machine).await;
+        self.create_from(caller, req, &catalogue).await
+    }
+
+    /// Same, with the catalogue the caller already looked the machine up in (the web
+    /// API validates the request against it), so one creation checks the catalogue once.
+    pub async fn create_from(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: &CreateRequest,
+        catalogue: &Catalogue,
+    ) -> Result<Created, SessionError> {
+        let created = self.create_session(caller, req, catalogue).await;
         match &created {
             Ok(c) => crate::audit::session_started(&c.info),
             Err(e) => crate::audit::session_failed(caller, req, &self.config(), e),
@@ -51,10 +64,10 @@ impl Manager {
         self: &Arc<Self>,
         caller: &Caller,
         req: &CreateRequest,
+        catalogue: &Catalogue,
     ) -> Result<Created, SessionError> {
         let mut laps = Laps::start();
         let config = self.config();
-        let catalogue = self.catalogue_for(&req.machine).await;
         let machine = catalogue
             .get(&req.machine)
             .ok_or_else(|| SessionError::UnknownMachine(req.machine.clone()))?;
@@ -197,8 +210,13 @@ impl Manager {
                 }
             };
         }
-        tryr!(self.store.save(&record).map_err(SessionError::from));
-        tryr!(make_dir(&record.dir));
+        tryr!(self.store.save(&record).await.map_err(SessionError::from));
+        let dir = record.dir.clone();
+        tryr!(
+            super::off_workers("making the session directory", move || make_dir(&dir))
+                .await
+                .and_then(|made| made)
+        );
         laps.lap("state");
 
         // Disk.
@@ -233,24 +251,27 @@ impl Manager {
             vm: record.machine.clone(),
         };
         let fetch_opts = crate::fetch::FetchOptions::from_config(config);
-        let fetch = |url: &str| {
-            crate::fetch::fetch_text(url, &fetch_opts, config.service_max_script_length)
-                .map_err(|e| e.to_string())
-        };
-        // Fetching a script URL blocks (with bounded retries); keep it off the async workers.
-        let plan = tryr!(tokio::task::block_in_place(|| crate::script::plan(
-            &config.config_script,
-            &vars,
-            config.service_max_script_length,
-            &fetch
-        ))
-        .map_err(|e| SessionError::Script(e.to_string())));
-        if let Some(argv) =
-            tryr!(
-                crate::script::virt_customize_argv(&plan, &record.disk, &record.dir)
+        let max_len = config.service_max_script_length;
+        let scripts = config.config_script.clone();
+        // Fetching a script URL (with bounded retries) and reading script files block:
+        // on the blocking pool, as `script::plan` asks.
+        let plan = tryr!(super::off_workers("planning the boot scripts", move || {
+            let fetch = |url: &str| {
+                crate::fetch::fetch_text(url, &fetch_opts, max_len).map_err(|e| e.to_string())
+            };
+            crate::script::plan(&scripts, &vars, max_len, &fetch)
+                .map_err(|e| SessionError::Script(e.to_string()))
+        })
+        .await
+        .and_then(|planned| planned));
+        let customize = {
+            let (plan, disk, dir) = (plan.clone(), record.disk.clone(), record.dir.clone());
+            super::off_workers("writing the boot scripts", move || {
+                crate::script::virt_customize_argv(&plan, &disk, &dir)
                     .map_err(|e| SessionError::Script(e.to_string()))
-            )
-        {
+            })
+        };
+        if let Some(argv) = tryr!(customize.await.and_then(|argv| argv)) {
             tryr!(crate::script::run_virt_customize(&argv, CUSTOMIZE)
                 .await
                 .map_err(|e| SessionError::Script(e.to_string())));
@@ -263,12 +284,13 @@ impl Manager {
             .await
             .map_err(qemu_error));
         let accel = vm::accel::choose(&config.qemu_accel, &exec).await;
-        let mounts: Vec<PathBuf> = config
-            .dir_mounts
-            .iter()
-            .filter(|d| d.is_dir())
-            .cloned()
-            .collect();
+        let mounts = config.dir_mounts.clone();
+        let mounts: Vec<PathBuf> = tryr!(
+            super::off_workers("looking at dir_mounts", move || {
+                mounts.into_iter().filter(|d| d.is_dir()).collect()
+            })
+            .await
+        );
         let vnc_auth = if record.vnc_security == "x509" {
             vm::cmdline::VncAuth::X509 {
                 dir: config.qemu_vnc_x509_dir.join("server"),
@@ -323,7 +345,7 @@ impl Manager {
         record.vnc = vnc;
         record.pid = Some(pid);
         *lock(&live.record) = record.clone();
-        tryr!(self.store.save(&record).map_err(SessionError::from));
+        tryr!(self.store.save(&record).await.map_err(SessionError::from));
 
         laps.lap("qemu_launch");
         // Ready when QMP answers and VNC greets.
@@ -355,8 +377,8 @@ impl Manager {
             Some(t)
         };
         record.phase = Phase::Running;
-        tryr!(self.store.save(&record).map_err(SessionError::from));
-        tryr!(self.register_routes(&record));
+        tryr!(self.store.save(&record).await.map_err(SessionError::from));
+        tryr!(self.register_routes(&record).await);
         laps.lap("tokens");
         Ok((record, qmp, token, view_token))
     }
@@ -367,17 +389,25 @@ impl Manager {
         self.tokens.remove_label(&record.name);
         // A crash between QEMU's start and the record's update leaves the pid only in
         // the pidfile.
-        let pid = record.pid.or_else(|| {
-            std::fs::read_to_string(record.dir.join("qemu.pid"))
+        let pid = match record.pid {
+            Some(pid) => Some(pid),
+            None => tokio::fs::read_to_string(record.dir.join("qemu.pid"))
+                .await
                 .ok()
-                .and_then(|s| s.trim().parse().ok())
-        });
+                .and_then(|s| s.trim().parse().ok()),
+        };
         if let Some(pid) = pid {
             super::process::kill(pid, &record.name);
             super::process::wait_gone(pid, &record.name, Duration::from_secs(5)).await;
         }
-        remove_session_dir(&record.dir, &record.name);
-        if let Err(e) = self.store.remove(&record.name) {
+        let (dir, name) = (record.dir.clone(), record.name.clone());
+        let removed = super::off_workers("removing the session directory", move || {
+            remove_session_dir(&dir, &name)
+        });
+        if let Err(e) = removed.await {
+            tracing::warn!(session = %record.name, error = %e, "cannot remove session directory");
+        }
+        if let Err(e) = self.store.remove(&record.name).await {
             tracing::warn!(session = %record.name, error = %e, "cannot remove session state");
         }
     }
@@ -409,7 +439,7 @@ impl Laps {
     }
 }
 
-/// Removes a session directory if it is one darts made for `name`.
+/// Removes a session directory if it is one darts made for `name`. Blocking.
 pub(super) fn remove_session_dir(dir: &Path, name: &str) {
     let marker = dir.join(MARKER);
     match std::fs::read_to_string(&marker) {
@@ -446,6 +476,7 @@ fn holds_nothing(dir: &Path) -> bool {
         .all(|e| e.file_name() == MARKER && e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0))
 }
 
+/// Makes a session directory with darts' marker. Blocking.
 fn make_dir(dir: &Path) -> Result<(), SessionError> {
     let io = |e: std::io::Error| SessionError::Disk(format!("{}: {e}", dir.display()));
     if let Some(parent) = dir.parent() {

@@ -132,6 +132,11 @@ pub enum SessionError {
     Qemu(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Blocking {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -151,7 +156,7 @@ impl SessionError {
             Self::Script(_) => "script",
             Self::Qemu(_) => "qemu",
             Self::Store(_) => "state",
-            Self::Internal(_) => "internal",
+            Self::Blocking { .. } | Self::Internal(_) => "internal",
         }
     }
 
@@ -272,11 +277,14 @@ impl Manager {
         config: Arc<Config>,
         tokens: Arc<TokenMap>,
     ) -> Result<Arc<Self>, SessionError> {
-        let store = Store::open(&config.dir_cfg)?;
+        let dir_cfg = config.dir_cfg.clone();
+        let store = super::off_workers("opening the session state", move || Store::open(&dir_cfg))
+            .await??;
         let dirs = (config.dir_etc.clone(), config.dir_machines.clone());
-        let catalogue = tokio::task::spawn_blocking(move || CatalogueCache::load(&dirs.0, &dirs.1))
-            .await
-            .map_err(|e| SessionError::Internal(format!("reading the catalogue: {e}")))?;
+        let catalogue = super::off_workers("reading the catalogue", move || {
+            CatalogueCache::load(&dirs.0, &dirs.1)
+        })
+        .await?;
         let mgr = Arc::new(Self {
             config: RwLock::new(config),
             store,
@@ -338,8 +346,12 @@ impl Manager {
             let check = tokio::task::spawn_blocking(move || {
                 cache.refresh(&config.dir_etc, &config.dir_machines)
             });
-            if let Err(e) = check.await {
-                tracing::warn!(error = %e, "catalogue check failed");
+            // A check stuck on a hung disk must not hold the manager's stop.
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                checked = check => if let Err(e) = checked {
+                    tracing::warn!(error = %e, "catalogue check failed");
+                },
             }
         }
     }
@@ -381,7 +393,7 @@ impl Manager {
     }
 
     /// Adds 24 hours to a session's lifetime, up to the configured maximum.
-    pub fn extend(&self, caller: &Caller, name: &str) -> Result<SessionInfo, SessionError> {
+    pub async fn extend(&self, caller: &Caller, name: &str) -> Result<SessionInfo, SessionError> {
         let live = self.authorized(caller, name)?;
         let cap = self.config().lifetime_cap();
         let record = {
@@ -397,8 +409,8 @@ impl Manager {
             r.expires = new;
             r.clone()
         };
-        self.store.save(&record)?;
-        self.update_routes(&record)?;
+        self.store.save(&record).await?;
+        self.update_routes(&record).await?;
         tracing::info!(session = %name, expires = record.expires, "session extended");
         let extended = info(&live);
         crate::audit::session_extended(&extended, &caller.user);
@@ -410,7 +422,7 @@ impl Manager {
     /// digests, so a lost link can never be shown again: this is how links are handed
     /// out later. Earlier tokens keep working, up to the newest [`MAX_TOKENS`]; a
     /// one-shot session keeps only the new one.
-    pub fn issue_tokens(
+    pub async fn issue_tokens(
         &self,
         caller: &Caller,
         name: &str,
@@ -448,12 +460,12 @@ impl Manager {
             r.tokens.drain(..excess);
             (r.clone(), oneshot || excess > 0)
         };
-        self.store.save(&record)?;
+        self.store.save(&record).await?;
         if dropped {
             // Routes of the tokens just forgotten go too; the kept ones come back below.
             self.tokens.remove_label(&record.name);
         }
-        self.register_routes(&record)?;
+        self.register_routes(&record).await?;
         tracing::info!(session = %name, tokens = record.tokens.len(), "new links issued");
         Ok((token, view_token))
     }
@@ -625,18 +637,22 @@ impl Manager {
     }
 
     /// (Re-)registers every token of a session in the gateway's map.
-    pub(super) fn register_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
-        self.set_routes(record, false)
+    pub(super) async fn register_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.set_routes(record, false).await
     }
 
     /// Moves the expiry of the session's routes still in the map; a one-shot token
     /// already used is not brought back.
-    fn update_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
-        self.set_routes(record, true)
+    async fn update_routes(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        self.set_routes(record, true).await
     }
 
-    fn set_routes(&self, record: &SessionRecord, only_existing: bool) -> Result<(), SessionError> {
-        let security = self.backend_security(record)?;
+    async fn set_routes(
+        &self,
+        record: &SessionRecord,
+        only_existing: bool,
+    ) -> Result<(), SessionError> {
+        let security = self.backend_security(record).await?;
         for t in &record.tokens {
             let Some(key) = TokenKey::from_hex(&t.sha256) else {
                 tracing::warn!(session = %record.name, "unreadable token digest in state");
@@ -660,18 +676,26 @@ impl Manager {
         Ok(())
     }
 
-    fn backend_security(&self, record: &SessionRecord) -> Result<BackendSecurity, SessionError> {
+    /// How the gateway authenticates to the session's QEMU. The x509 credentials are
+    /// files: read on the blocking pool.
+    async fn backend_security(
+        &self,
+        record: &SessionRecord,
+    ) -> Result<BackendSecurity, SessionError> {
         let password = Password::new(record.vnc_password.as_bytes().to_vec());
         if record.vnc_security != "x509" {
             return Ok(BackendSecurity::VncPassword(password));
         }
         let dir = self.config().qemu_vnc_x509_dir.join("client");
-        let client = darts_proxy::tls::CertPaths {
-            cert: dir.join("client-cert.pem"),
-            key: Some(dir.join("client-key.pem")),
-        };
-        let tls = darts_proxy::tls::client_config(&dir.join("ca-cert.pem"), Some(&client))
-            .map_err(|e| SessionError::Internal(format!("VNC x509 client credentials: {e}")))?;
+        let tls = super::off_workers("reading the VNC x509 client credentials", move || {
+            let client = darts_proxy::tls::CertPaths {
+                cert: dir.join("client-cert.pem"),
+                key: Some(dir.join("client-key.pem")),
+            };
+            darts_proxy::tls::client_config(&dir.join("ca-cert.pem"), Some(&client))
+        })
+        .await?
+        .map_err(|e| SessionError::Internal(format!("VNC x509 client credentials: {e}")))?;
         let server_name =
             vnc_server_name(&record.vnc).map_err(|e| SessionError::Internal(e.to_string()))?;
         Ok(BackendSecurity::X509 {
@@ -844,7 +868,7 @@ mod tests {
             }],
             remote_host: None,
         };
-        mgr.register_routes(&record).unwrap();
+        mgr.register_routes(&record).await.unwrap();
         lock(&mgr.sessions).insert(record.name.clone(), Live::new(record));
         (mgr, dir)
     }
@@ -862,7 +886,7 @@ mod tests {
             Err(SessionError::Forbidden)
         ));
         assert!(matches!(
-            mgr.extend(&Caller::user("bob"), name),
+            mgr.extend(&Caller::user("bob"), name).await,
             Err(SessionError::Forbidden)
         ));
         assert!(matches!(
@@ -981,11 +1005,17 @@ mod tests {
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
         let alice = Caller::user("alice");
-        assert_eq!(mgr.extend(&alice, name).unwrap().expires, now + 2 * 86400);
-        assert_eq!(mgr.extend(&alice, name).unwrap().expires, now + 3 * 86400);
+        assert_eq!(
+            mgr.extend(&alice, name).await.unwrap().expires,
+            now + 2 * 86400
+        );
+        assert_eq!(
+            mgr.extend(&alice, name).await.unwrap().expires,
+            now + 3 * 86400
+        );
         // The cap (snapshot_lifetime_max, 3 days from creation) is reached.
         assert!(matches!(
-            mgr.extend(&alice, name),
+            mgr.extend(&alice, name).await,
             Err(SessionError::ExtendLimit)
         ));
         // The record on disk follows, and the token's route carries the new expiry.
@@ -1005,7 +1035,10 @@ mod tests {
         let now = super::super::now();
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
-        let (_, view) = mgr.issue_tokens(&Caller::user("alice"), name).unwrap();
+        let (_, view) = mgr
+            .issue_tokens(&Caller::user("alice"), name)
+            .await
+            .unwrap();
         let view = view.expect("a view-only token");
         let clipboard = |mgr: &Manager| match mgr.tokens.lookup(&view) {
             darts_proxy::Lookup::Found(v) => v.view_only && v.view_only_clipboard,
@@ -1017,7 +1050,7 @@ mod tests {
         );
         let (mut records, _) = mgr.store.load_all();
         records[0].view_clipboard = true;
-        mgr.update_routes(&records[0]).unwrap();
+        mgr.update_routes(&records[0]).await.unwrap();
         assert!(clipboard(&mgr));
     }
 
@@ -1027,10 +1060,13 @@ mod tests {
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
         assert!(matches!(
-            mgr.issue_tokens(&Caller::user("bob"), name),
+            mgr.issue_tokens(&Caller::user("bob"), name).await,
             Err(SessionError::Forbidden)
         ));
-        let (full, view) = mgr.issue_tokens(&Caller::user("alice"), name).unwrap();
+        let (full, view) = mgr
+            .issue_tokens(&Caller::user("alice"), name)
+            .await
+            .unwrap();
         let view = view.expect("a view-only token");
         match (mgr.tokens.lookup(&full), mgr.tokens.lookup(&view)) {
             (darts_proxy::Lookup::Found(f), darts_proxy::Lookup::Found(v)) => {
@@ -1049,7 +1085,9 @@ mod tests {
         assert!(!text.contains(&full) && records[0].tokens.len() == 3);
         // Past the cap, the oldest tokens stop routing.
         for _ in 0..MAX_TOKENS {
-            mgr.issue_tokens(&Caller::admin("root"), name).unwrap();
+            mgr.issue_tokens(&Caller::admin("root"), name)
+                .await
+                .unwrap();
         }
         assert_eq!(mgr.store.load_all().0[0].tokens.len(), MAX_TOKENS);
         assert!(matches!(
@@ -1068,14 +1106,13 @@ mod tests {
         let now = super::super::now();
         let (mgr, _dir) = manager_with("alice", now, now + 86400).await;
         let name = "darts-aaaaaaaaaaaa";
-        {
+        let record = {
             let sessions = lock(&mgr.sessions);
             let mut r = lock(&sessions[name].record);
             r.oneshot = true;
-            let record = r.clone();
-            drop(r);
-            mgr.register_routes(&record).unwrap();
-        }
+            r.clone()
+        };
+        mgr.register_routes(&record).await.unwrap();
         assert!(matches!(
             mgr.tokens.lookup("tok"),
             darts_proxy::Lookup::Found(_)
@@ -1085,7 +1122,7 @@ mod tests {
             darts_proxy::Lookup::Unknown,
             "used once"
         );
-        mgr.extend(&Caller::user("alice"), name).unwrap();
+        mgr.extend(&Caller::user("alice"), name).await.unwrap();
         assert_eq!(mgr.tokens.lookup("tok"), darts_proxy::Lookup::Unknown);
     }
 

@@ -24,6 +24,17 @@ pub use manager::{
 };
 pub use record::{Phase, SessionRecord};
 
+/// Runs blocking file work (`f`, named `what` for the error) on tokio's blocking pool:
+/// the async workers, which also carry every viewer's traffic, never wait for a disk.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SessionError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|source| SessionError::Blocking { what, source })
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()

@@ -44,7 +44,14 @@ pub async fn check_master(path: &Path, format: &str, dir_machines: &Path) -> Res
             path: path.to_owned(),
             stderr: format!("unexpected output: {e}"),
         })?;
-    check_chain(path, &chain, dir_machines)
+    // Resolving the backing chain reads the machines' directory: off the async workers.
+    let (master, root) = (path.to_owned(), dir_machines.to_owned());
+    tokio::task::spawn_blocking(move || check_chain(&master, &chain, &root))
+        .await
+        .map_err(|e| VmError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?
 }
 
 /// One image of a backing chain, as `qemu-img info --backing-chain` lists it.
@@ -111,10 +118,12 @@ pub async fn create_overlay(
     master_format: &str,
     overlay: &Path,
 ) -> Result<(), VmError> {
-    let master = master.canonicalize().map_err(|source| VmError::Io {
-        path: master.to_owned(),
-        source,
-    })?;
+    let master = tokio::fs::canonicalize(master)
+        .await
+        .map_err(|source| VmError::Io {
+            path: master.to_owned(),
+            source,
+        })?;
     let args: Vec<OsString> = vec![
         "create".into(),
         "-q".into(),
@@ -146,7 +155,7 @@ pub async fn create_blank(path: &Path, size_gb: u32) -> Result<(), VmError> {
 /// Runs `qemu-img create`; on failure removes what it left at `output`.
 async fn create(output: &Path, args: Vec<OsString>) -> Result<(), VmError> {
     // qemu-img would truncate an existing file: never let it clobber an image.
-    if std::fs::symlink_metadata(output).is_ok() {
+    if tokio::fs::symlink_metadata(output).await.is_ok() {
         return Err(VmError::Exists {
             path: output.to_owned(),
         });
@@ -160,7 +169,7 @@ async fn create(output: &Path, args: Vec<OsString>) -> Result<(), VmError> {
         Ok(out) => creation_error(output, &String::from_utf8_lossy(&out.stderr)),
         Err(e) => e,
     };
-    remove_partial(output);
+    remove_partial(output).await;
     tracing::warn!(path = %output.display(), error = %error, "cannot create disk image");
     Err(error)
 }
@@ -186,8 +195,8 @@ fn is_no_space(stderr: &str) -> bool {
     stderr.contains("No space left on device") || stderr.contains("Disk quota exceeded")
 }
 
-fn remove_partial(path: &Path) {
-    match std::fs::remove_file(path) {
+async fn remove_partial(path: &Path) {
+    match tokio::fs::remove_file(path).await {
         Ok(()) => tracing::debug!(path = %path.display(), "removed partial image"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove partial image"),

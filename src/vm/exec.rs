@@ -250,7 +250,7 @@ pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<u32, VmError
         Err(_) => {
             let _ = child.kill().await;
             // The daemon may exist already; kill it only if the pid is still this VM's.
-            if let Ok(pid) = read_pidfile(&spec.pidfile) {
+            if let Ok(pid) = read_pidfile(&spec.pidfile).await {
                 if runs_vm(pid, &spec.name) {
                     kill_pid(pid);
                 }
@@ -281,17 +281,20 @@ pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<u32, VmError
     if !stderr.is_empty() {
         tracing::warn!(vm = %spec.name, %stderr, "QEMU warnings");
     }
-    let pid = read_pidfile(&spec.pidfile)?;
+    let pid = read_pidfile(&spec.pidfile).await?;
     tracing::info!(vm = %spec.name, pid, "QEMU running");
     Ok(pid)
 }
 
-/// The pid QEMU wrote with `-pidfile`.
-pub fn read_pidfile(path: &Path) -> Result<u32, VmError> {
-    let text = std::fs::read_to_string(path).map_err(|e| VmError::Pidfile {
-        path: path.to_owned(),
-        detail: e.to_string(),
-    })?;
+/// The pid QEMU wrote with `-pidfile` (read off the async workers: the session
+/// directory's disk may be slow).
+pub async fn read_pidfile(path: &Path) -> Result<u32, VmError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| VmError::Pidfile {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
     text.trim()
         .parse::<u32>()
         .ok()
@@ -375,14 +378,17 @@ mod tests {
         assert!(matches!(e, VmError::Options { .. }), "{e}");
     }
 
-    #[test]
-    fn pidfile_parsing() {
+    #[tokio::test]
+    async fn pidfile_parsing() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pid");
         std::fs::write(&f, "4242\n").unwrap();
-        assert_eq!(read_pidfile(&f).unwrap(), 4242);
+        assert_eq!(read_pidfile(&f).await.unwrap(), 4242);
         std::fs::write(&f, "x").unwrap();
-        assert!(matches!(read_pidfile(&f), Err(VmError::Pidfile { .. })));
-        assert!(read_pidfile(&dir.path().join("none")).is_err());
+        assert!(matches!(
+            read_pidfile(&f).await,
+            Err(VmError::Pidfile { .. })
+        ));
+        assert!(read_pidfile(&dir.path().join("none")).await.is_err());
     }
 }

@@ -45,8 +45,6 @@ impl Service {
 
     /// Only the configuration; call `launch` to start darts.
     pub fn configure(name: &str, extra: &str) -> Self {
-        let scratch = Scratch::new(name);
-        let root = scratch.0.clone();
         // The demo machine (generic kernel with USB drivers: sessions get a USB keyboard).
         let dir = std::env::var_os("DARTS_DEMO_GUEST")
             .map(PathBuf::from)
@@ -57,14 +55,24 @@ impl Service {
             "demo machine {} missing: run `bash tests/setup.sh guest`",
             disk.display()
         );
-        std::fs::create_dir_all(root.join("machines")).unwrap();
-        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let s = Self::configure_empty(name, extra);
+        let root = &s.scratch.0;
         std::os::unix::fs::symlink(&disk, root.join("machines/demo.img")).unwrap();
         std::fs::write(
             root.join("etc/machines.conf"),
             "[demo.img]\ndescription=Test guest\n\n[absent.qcow2]\ndescription=Not downloaded\n",
         )
         .unwrap();
+        s
+    }
+
+    /// The configuration with empty `machines/` and `etc/`: the test puts its own
+    /// machines and catalogue there. Call `launch` to start darts.
+    pub fn configure_empty(name: &str, extra: &str) -> Self {
+        let scratch = Scratch::new(name);
+        let root = scratch.0.clone();
+        std::fs::create_dir_all(root.join("machines")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let config = root.join("config.toml");
         std::fs::write(
@@ -156,6 +164,18 @@ service_max_mem_fraction_nb_per_user = 0
             .arg("-c")
             .arg(&self.config)
             .output()
+            .unwrap()
+    }
+
+    /// `darts start MACHINE` in the background, its output piped; the caller waits for
+    /// (or kills) the child.
+    pub fn spawn_start(&self, machine: &str) -> std::process::Child {
+        Command::new(darts_bin())
+            .args(["start", machine, "-c"])
+            .arg(&self.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap()
     }
 
