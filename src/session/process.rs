@@ -3,6 +3,7 @@
 //! a pid is trusted only while `/proc/PID/cmdline` still names the session (pids are
 //! reused).
 
+use std::path::Path;
 use std::time::Duration;
 
 use rustix::process::{kill_process, Pid, Signal};
@@ -41,5 +42,64 @@ pub async fn wait_gone(pid: u32, session: &str, wait: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The QEMU processes whose command line names the session directory `dir`: a VM whose
+/// pidfile is not written yet (darts stopped while QEMU was still daemonizing) is found
+/// this way. Only processes run as `qemu…` count. Blocking (reads `/proc`).
+pub fn qemus_of(dir: &Path) -> Vec<u32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = cmdline.split(|&b| b == 0);
+            let program = args.next().unwrap_or_default();
+            let name = program.rsplit(|&b| b == b'/').next().unwrap_or_default();
+            name.starts_with(b"qemu") && args.any(|a| a.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    /// A shell waiting on its standard input, run under the name `argv0`, whose command
+    /// line ends with `dir`.
+    fn waiting(argv0: &str, dir: &Path) -> std::process::Child {
+        Command::new("sh")
+            .arg0(argv0)
+            .args(["-c", "read line", "sh"])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn qemus_are_found_by_the_session_directory_they_name() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("darts-abcdefghij12");
+        let mut qemu = waiting("qemu-system-x86_64", &dir);
+        let mut other = waiting("sh", &dir);
+        let mut elsewhere = waiting("qemu-system-x86_64", &scratch.path().join("darts-other"));
+        let found = qemus_of(&dir);
+        for c in [&mut qemu, &mut other, &mut elsewhere] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert_eq!(found, vec![qemu.id()]);
+        assert!(qemus_of(&dir).is_empty());
     }
 }
