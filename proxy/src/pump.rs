@@ -11,9 +11,10 @@
 //!   target (backpressure).
 //! * target→browser: each read from the target becomes one binary frame, written with a
 //!   vectored write (header + payload, no copy). Nothing more is read from the target
-//!   while a frame waits for the browser. Between plain sockets with no filter, the
-//!   payload is not read at all: it is spliced target → pipe → browser (`splice`), and
-//!   what reached the pipe is the length the frame's header announces.
+//!   while a frame waits for the browser. Between plain sockets with no filter, a burst
+//!   that fills the first (probe) read is a stream, and the rest of it is not read at
+//!   all: it is spliced target → pipe → browser (`splice`), and what reached the pipe is
+//!   the length the frame's header announces. Small bursts stay on the copy path.
 //!
 //! Buffers are allocated when data arrives and released when a read finds nothing to do,
 //! so an idle session holds no buffer at all: reads start in a small inline probe.
@@ -141,6 +142,11 @@ pub struct Pump<C, B> {
     client_needs_flush: bool,
     /// Zero-copy target → browser, when both are plain sockets and nothing filters.
     splice: Option<Splicer<C, B>>,
+    /// A burst from the target is a stream: splice it. Each burst starts on the copy
+    /// path (into the probe); one that fills the probe streams on through the pipe, and
+    /// the burst ends when the target has nothing more. So small talk (key echoes,
+    /// cursor moves) costs no pipe to make and drop.
+    streaming: bool,
     ctrl: Control,
     /// RFB message filter on browser input (view-only, clipboard cap); `None` relays raw.
     filter: Option<Box<ClientFilter>>,
@@ -204,6 +210,7 @@ where
             down_frame: None,
             client_needs_flush: false,
             splice: None,
+            streaming: false,
             ctrl: Control::default(),
             filter: None,
             end: None,
@@ -780,7 +787,8 @@ where
             if read_once {
                 return Ok(Step::Progress);
             }
-            if let Some(s) = &mut self.splice {
+            let streaming = self.streaming;
+            if let Some(s) = self.splice.as_mut().filter(|_| streaming) {
                 match s.poll_fill(cx, &self.target, self.limits.read_chunk) {
                     Poll::Ready(Ok(0)) => self.target_closed(),
                     Poll::Ready(Ok(n)) => {
@@ -792,7 +800,11 @@ where
                         self.splice = None;
                     }
                     Poll::Ready(Err(FillError::Io(e))) => self.target_read_failed(&e),
-                    Poll::Pending => return Ok(step),
+                    Poll::Pending => {
+                        // The target has nothing more: this burst is over.
+                        self.streaming = s.holds_pipe();
+                        return Ok(step);
+                    }
                 }
                 step = Step::Progress;
                 continue;
@@ -810,6 +822,8 @@ where
                 }
                 Poll::Ready(Ok(n)) => {
                     read_once = true;
+                    // A full probe: the rest of this burst goes through the pipe.
+                    self.streaming = self.splice.is_some() && n >= PROBE;
                     let payload = self.down_buf.split_to(n).freeze();
                     self.down_frame = Some(OutFrame::new(Opcode::Binary, payload));
                     step = Step::Progress;

@@ -200,7 +200,6 @@ impl<C, B> Splicer<C, B> {
     }
 
     /// Whether a pipe is held now.
-    #[cfg(test)]
     pub(crate) fn holds_pipe(&self) -> bool {
         self.pipe.is_some()
     }
