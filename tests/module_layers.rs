@@ -745,7 +745,7 @@ fn a_parent_and_a_child_using_each_other_are_a_cycle() {
     assert_cycle(
         &[
             ("lib.rs", "mod net;\npub use net::Conn;\npub struct Root;"),
-            ("net/mod.rs", "mod tcp;\nfn f() -> tcp::Stream { todo!() }"),
+            ("net/mod.rs", "mod tcp;\nfn f(_: tcp::Stream) {}"),
             ("net/tcp.rs", "fn g(_: super::super::Root) {}"),
         ],
         &[
@@ -766,10 +766,7 @@ fn an_item_of_the_root_is_an_edge_to_the_root() {
                 "mod error; mod session;\npub use error::SessionEnd;\npub use session::run;",
             ),
             ("error.rs", "pub struct SessionEnd;"),
-            (
-                "session.rs",
-                "pub fn run() -> crate::SessionEnd { todo!() }",
-            ),
+            ("session.rs", "pub fn run(_: crate::SessionEnd) {}"),
         ],
         &[
             "cycle 1: crate, session\n",
