@@ -93,7 +93,7 @@ impl Manager {
                 super::process::kill(pid, &name);
                 super::process::wait_gone(pid, &name, Duration::from_secs(5)).await;
             }
-            super::create::stop_unrecorded_qemus(&path, &name).await;
+            super::process::stop_unrecorded_qemus(&path, &name).await;
             tracing::info!(session = %name, "removing orphan session directory");
             let removed = super::off_workers("removing an orphan session directory", move || {
                 remove_session_dir(&path, &name)

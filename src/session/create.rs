@@ -400,7 +400,7 @@ impl Manager {
             super::process::kill(pid, &record.name);
             super::process::wait_gone(pid, &record.name, Duration::from_secs(5)).await;
         }
-        stop_unrecorded_qemus(&record.dir, &record.name).await;
+        super::process::stop_unrecorded_qemus(&record.dir, &record.name).await;
         let (dir, name) = (record.dir.clone(), record.name.clone());
         let removed = super::off_workers("removing the session directory", move || {
             remove_session_dir(&dir, &name)
@@ -411,33 +411,6 @@ impl Manager {
         if let Err(e) = self.store.remove(&record.name).await {
             tracing::warn!(session = %record.name, error = %e, "cannot remove session state");
         }
-    }
-}
-
-/// Kills the QEMU processes that name the session directory `dir` and are in no pidfile
-/// (darts stopped while QEMU was still daemonizing: the parent may still fork the
-/// daemon), until none is left, at most 5 s.
-pub(super) async fn stop_unrecorded_qemus(dir: &Path, name: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let d = dir.to_owned();
-        let found = super::off_workers("looking for the session's QEMU", move || {
-            super::process::qemus_of(&d)
-        })
-        .await
-        .unwrap_or_default();
-        if found.is_empty() {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(session = %name, pids = ?found, "QEMU of an unfinished session still runs");
-            return;
-        }
-        tracing::info!(session = %name, pids = ?found, "stopping the QEMU of an unfinished session");
-        for pid in found {
-            super::process::kill(pid, name);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

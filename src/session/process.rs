@@ -68,6 +68,32 @@ pub fn qemus_of(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Kills the QEMU processes that name the session directory `dir` and are in no pidfile
+/// (darts stopped while QEMU was still daemonizing: the parent may still fork the
+/// daemon), until none is left, at most 5 s.
+pub async fn stop_unrecorded_qemus(dir: &Path, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let d = dir.to_owned();
+        let found =
+            crate::session::off_workers("looking for the session's QEMU", move || qemus_of(&d))
+                .await
+                .unwrap_or_default();
+        if found.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(session = %name, pids = ?found, "QEMU of an unfinished session still runs");
+            return;
+        }
+        tracing::info!(session = %name, pids = ?found, "stopping the QEMU of an unfinished session");
+        for pid in found {
+            kill(pid, name);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::CommandExt;
